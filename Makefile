@@ -1,0 +1,51 @@
+# Two commands a new user needs: `make demo` and `make test`. Both create .venv when it is
+# missing and (re)install the project whenever pyproject.toml changes.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# The demo and tests are CPU work on small tensors: extra threads only add overhead.
+export OMP_NUM_THREADS ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export HF_HUB_OFFLINE ?= 1
+export WANDB_MODE ?= offline
+
+.PHONY: demo test slow fast install install-dev bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+## make demo: build the demo set, evaluate the tiny policy, train it with GRPO, evaluate again.
+demo: $(VENV)/.installed
+	$(BIN)/python scripts/demo.py
+
+## make test: every test, the slow end-to-end ones included.
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+## make fast: unit tests only (skips tests marked slow).
+fast: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check preresq scripts tests
+
+bench: $(VENV)/.installed
+	$(BIN)/python scripts/bench_rewards.py
+	$(BIN)/python scripts/bench_eval.py
+	$(BIN)/python scripts/bench_video.py
+	$(BIN)/python scripts/bench_train.py
+
+clean:
+	rm -rf outputs .cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Records, benchmark cards, label readers, training rows and the demo sets."""

@@ -1,0 +1,320 @@
+"""The demo clip set: short pans and zooms over real photographs, with graded distortions.
+
+Each photo bundled with scikit-image (the demo image set's photos, ``preresq.data.demo``)
+gives ``1 + max_level`` clips of ``num_frames`` frames (``frame_width`` x ``frame_height``):
+a camera path over the photo (a pan left, right or down, or a zoom in or out, chosen per
+clip), kept clean (level 0) or degraded at each level 1..``max_level`` by one kind:
+
+* ``gaussian_blur``, ``white_noise``: ``preresq.data.demo.distort`` on every frame (fresh
+  noise each frame, so the noise moves as real sensor noise does);
+* ``compression``: the video codec itself at a lower quality (x264 CRF
+  ``18 + (51 - 18) * t``, or MPEG-4 qscale ``2 + 29 * t`` where x264 is missing), with
+  ``t = level / max_level``;
+* ``stutter``: frame drops and freezes: each shown frame is held for ``level + 1`` frames
+  (the motion jumps, the clip's length stays).
+
+Level ``l`` of photo ``p`` uses kind ``kinds[(p + l - 1) % len(kinds)]``, so across photos
+every kind meets every level. Scores follow the image demo set's documented rule
+(``preresq.data.demo.level_score``)::
+
+    score = 5 - 4 * level / max_level        (level 0 = 5.0 ... level max_level = 1.0)
+
+Splits (train / val / test) are disjoint by source photo. The set is built on first use
+into ``<paths.cache_dir>/demo_video/<name>-<hash of the parameters>/`` (``clips/``, one
+manifest per split with modality ``"video"``, ``info.json``), deterministically from
+``seed``, offline, in a few seconds; H.264 when the installed PyAV has libx264, else MPEG-4.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from preresq.data.demo import _assign_splits, _photo, distort, level_score
+from preresq.data.records import Record, read_manifest, write_manifest
+
+KINDS = ("gaussian_blur", "white_noise", "compression", "stutter")
+MOTIONS = ("pan_right", "pan_left", "pan_down", "zoom_in", "zoom_out")
+DEFAULT_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "brick", "grass")
+SPLITS = ("train", "val", "test")
+CLEAN_CRF = 18
+BUILD_VERSION = 1  # bump when the build code changes what it writes
+
+
+@dataclass(frozen=True)
+class DemoVideoConfig:
+    """Parameters of the demo clip set; any change gives a new cache folder."""
+
+    photos: tuple[str, ...] = DEFAULT_PHOTOS
+    kinds: tuple[str, ...] = KINDS
+    max_level: int = 3
+    num_frames: int = 32
+    fps: int = 16
+    frame_width: int = 168
+    frame_height: int = 112
+    photo_side: int = 320
+    fractions: tuple[float, float, float] = (0.5, 0.25, 0.25)
+    seed: int = 0
+    name: str = "vqa_demo"
+    extra: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "photos", tuple(self.photos))
+        object.__setattr__(self, "kinds", tuple(self.kinds))
+        object.__setattr__(self, "fractions", tuple(float(f) for f in self.fractions))
+        unknown = set(self.kinds) - set(KINDS)
+        if unknown or not self.kinds:
+            raise ValueError(f"demo video kinds {sorted(unknown) or '[]'} not in {KINDS}")
+        if not self.photos:
+            raise ValueError("demo video set needs at least one photo")
+        if self.max_level < 1:
+            raise ValueError(f"demo video max_level must be >= 1, got {self.max_level}")
+        if self.num_frames < 2 or self.fps < 1:
+            raise ValueError(f"demo video needs num_frames >= 2 and fps >= 1, got "
+                             f"{self.num_frames}, {self.fps}")
+        if self.frame_width % 28 or self.frame_height % 28:
+            raise ValueError(f"demo video frame size {self.frame_width}x{self.frame_height} is not "
+                             "a multiple of 28 (the model would resize it and smear the distortions)")
+        if self.photo_side < max(self.frame_width, self.frame_height):
+            raise ValueError(f"demo video photo_side {self.photo_side} is smaller than a frame")
+        if len(self.fractions) != 3 or min(self.fractions) < 0 or not math.isclose(sum(self.fractions), 1.0):
+            raise ValueError(f"demo video fractions must be three non-negative numbers summing "
+                             f"to 1, got {self.fractions}")
+        if self.extra:
+            raise ValueError(f"unknown demo video parameters {sorted(self.extra)}")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping | None) -> DemoVideoConfig:
+        """Build from a config mapping; unknown keys are an error, not ignored."""
+        values = dict(values or {})
+        known = {f.name for f in fields(cls)} - {"extra"}
+        extra = {k: values.pop(k) for k in list(values) if k not in known}
+        return cls(**values, extra=extra)
+
+    def params(self) -> dict:
+        params = asdict(self)
+        params.pop("extra")
+        return params
+
+    def digest(self) -> str:
+        blob = json.dumps({**self.params(), "build_version": BUILD_VERSION}, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def kind_for(photo_index: int, level: int, kinds: tuple[str, ...]) -> str:
+    """The distortion of level ``level`` (>= 1) of the ``photo_index``-th photo."""
+    return kinds[(photo_index + level - 1) % len(kinds)]
+
+
+def stutter_source(frame: int, level: int) -> int:
+    """The source frame shown at ``frame`` under stutter ``level``: held ``level + 1`` frames."""
+    hold = level + 1
+    return frame // hold * hold
+
+
+# --------------------------------------------------------------------------- camera paths
+
+
+def _camera_frames(photo: Image.Image, motion: str, cfg: DemoVideoConfig) -> list[Image.Image]:
+    """The clean frames of one camera path over ``photo`` (sub-pixel smooth: float boxes)."""
+    w, h = photo.size
+    fw, fh = cfg.frame_width, cfg.frame_height
+    fit = min(w / fw, h / fh)  # the largest window scale that stays inside the photo
+    frames = []
+    for j in range(cfg.num_frames):
+        t = j / (cfg.num_frames - 1)
+        if motion.startswith("pan"):
+            scale = 0.6 * fit
+            span_x, span_y = w - fw * scale, h - fh * scale
+            x0 = {"pan_right": t * span_x, "pan_left": (1 - t) * span_x, "pan_down": span_x / 2}[motion]
+            y0 = t * span_y if motion == "pan_down" else span_y / 2
+        else:
+            zoom = t if motion == "zoom_in" else 1 - t
+            scale = fit * (0.95 - 0.5 * zoom)  # window shrinks as the camera zooms in
+            x0, y0 = (w - fw * scale) / 2, (h - fh * scale) / 2
+        box = (x0, y0, x0 + fw * scale, y0 + fh * scale)
+        frames.append(photo.resize((fw, fh), Image.Resampling.BICUBIC, box=box))
+    return frames
+
+
+def _scaled_photo(name: str, side: int) -> Image.Image:
+    photo = _photo(name)
+    scale = side / min(photo.size)
+    return photo.resize((max(side, round(photo.width * scale)), max(side, round(photo.height * scale))),
+                        Image.Resampling.LANCZOS)
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def encoder() -> str:
+    """The codec the clips are written with: libx264 when PyAV has it, else mpeg4."""
+    import av
+
+    for name in ("libx264", "mpeg4"):
+        if name in av.codecs_available:
+            return name
+    raise RuntimeError("the installed PyAV has neither libx264 nor mpeg4 encoders")
+
+
+def _quality_options(codec: str, t: float) -> dict[str, str]:
+    """Encoder options for compression strength ``t`` in [0, 1] (0 = the clean quality)."""
+    if codec == "libx264":
+        return {"crf": str(round(CLEAN_CRF + (51 - CLEAN_CRF) * t)), "preset": "medium"}
+    return {"qscale": str(round(2 + 29 * t))}
+
+
+def write_clip(path: Path, frames: list[Image.Image], fps: int, codec: str,
+               options: dict[str, str]) -> None:
+    """Encode RGB frames into an .mp4 with PyAV (one encoder thread: deterministic output)."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height = frames[0].size
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = Fraction(1, fps)
+        stream.codec_context.thread_count = 1
+        stream.options = options
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_image(image)
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+# --------------------------------------------------------------------------- build
+
+
+def _degrade(frames: list[Image.Image], kind: str, level: int, cfg: DemoVideoConfig,
+             rng: np.random.Generator) -> list[Image.Image]:
+    if kind in ("gaussian_blur", "white_noise"):
+        return [distort(f, kind, level, rng, cfg.max_level) for f in frames]
+    if kind == "stutter":
+        return [frames[stutter_source(j, level)] for j in range(len(frames))]
+    if kind == "compression":
+        return frames  # applied by the encoder
+    raise ValueError(f"unknown demo video distortion {kind!r}; known: {KINDS}")
+
+
+def _build(cfg: DemoVideoConfig, out: Path) -> dict:
+    rng = np.random.default_rng(cfg.seed)
+    split_of = _assign_splits(list(cfg.photos), cfg, rng)
+    codec = encoder()
+    records: dict[str, list[Record]] = {s: [] for s in SPLITS}
+    for p, photo_name in enumerate(cfg.photos):
+        photo = _scaled_photo(photo_name, cfg.photo_side)
+        # One generator per photo, so a clip does not change when other photos are added.
+        photo_rng = np.random.default_rng([cfg.seed, int(hashlib.sha256(photo_name.encode()).hexdigest()[:8], 16)])
+        clean_rel = f"clips/{photo_name}/clean_0.mp4"
+        for level in range(cfg.max_level + 1):
+            kind = "clean" if level == 0 else kind_for(p, level, cfg.kinds)
+            motion = MOTIONS[int(photo_rng.integers(len(MOTIONS)))]
+            frames = _camera_frames(photo, motion, cfg)
+            if level:
+                frames = _degrade(frames, kind, level, cfg, photo_rng)
+            t = level / cfg.max_level if kind == "compression" else 0.0
+            rel = clean_rel if level == 0 else f"clips/{photo_name}/{kind}_{level}.mp4"
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            write_clip(out / rel, frames, cfg.fps, codec, _quality_options(codec, t))
+            score = level_score(level, cfg.max_level)
+            split = split_of[photo_name]
+            records[split].append(Record(
+                id=rel, paths=[rel], mos=score, score=score, benchmark=cfg.name, modality="video",
+                split=split, ref=clean_rel,
+                extra={"photo": photo_name, "kind": kind, "level": level, "motion": motion}))
+    counts = {}
+    for split in SPLITS:
+        write_manifest(out / f"{split}.jsonl", records[split])
+        counts[split] = len(records[split])
+    return {"counts": counts, "codec": codec}
+
+
+def default_root() -> Path:
+    """``<paths.cache_dir>/demo_video``: where demo clip sets are built unless told otherwise."""
+    from preresq.config import load_paths
+
+    return Path(load_paths().cache_dir) / "demo_video"
+
+
+def demo_video_dir(cfg: DemoVideoConfig, root: str | os.PathLike) -> Path:
+    """Where the clip set with these parameters lives: ``<root>/<name>-<hash>``."""
+    return Path(root) / f"{cfg.name}-{cfg.digest()}"
+
+
+def build_demo_video(cfg: DemoVideoConfig | Mapping | None = None,
+                     root: str | os.PathLike | None = None, force: bool = False) -> Path:
+    """Build the demo clip set if it is not cached yet; return its folder.
+
+    The folder holds ``clips/``, ``train.jsonl``, ``val.jsonl``, ``test.jsonl`` (record
+    paths relative to the folder) and ``info.json`` (parameters, counts, codec). It is
+    built in a temporary folder and renamed into place, so a half-built set is never used.
+    """
+    if not isinstance(cfg, DemoVideoConfig):
+        cfg = DemoVideoConfig.from_mapping(cfg)
+    target = demo_video_dir(cfg, default_root() if root is None else root)
+    if (target / "info.json").is_file() and not force:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        info = _build(cfg, tmp)
+        (tmp / "info.json").write_text(json.dumps({"params": cfg.params(), **info}, indent=2) + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            # Another process finished the same build first; its result is the same.
+            if not (target / "info.json").is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def load_demo_video_split(split: str, cfg: DemoVideoConfig | Mapping | None = None,
+                          root: str | os.PathLike | None = None) -> tuple[list[Record], Path]:
+    """Records of one split (building the set if needed) and the folder they are relative to."""
+    if split not in SPLITS:
+        raise ValueError(f"demo video split must be one of {SPLITS}, got {split!r}")
+    folder = build_demo_video(cfg, root)
+    return read_manifest(folder / f"{split}.jsonl"), folder
+
+
+def read_demo_video_set(path: str | os.PathLike, **params) -> list:
+    """Label rows of the demo clip set for a benchmark card (reader ``demo_video_set``).
+
+    The counterpart of ``preresq.data.readers.read_demo_set``: ``params`` are
+    ``DemoVideoConfig`` fields; the set is built on first use under the folder ``path``;
+    rows of all three splits are returned, named relative to ``path``
+    (``<name>-<hash>/clips/...``) and carrying their split, for ``splitter: labels``.
+    """
+    from preresq.data.readers import LabelRow
+
+    root = Path(path)
+    folder = build_demo_video(params, root=root)
+    prefix = folder.relative_to(root).as_posix()
+    rows = []
+    for split in SPLITS:
+        for lineno, record in enumerate(read_manifest(folder / f"{split}.jsonl"), start=1):
+            rows.append(LabelRow(name=f"{prefix}/{record.paths[0]}", mos=record.mos, line=lineno,
+                                 ref=f"{prefix}/{record.ref}" if record.ref else None,
+                                 id=f"{prefix}/{record.id}", split=split,
+                                 extra={**record.extra, "label_file": f"{split}.jsonl"}))
+    return rows

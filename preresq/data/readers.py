@@ -1,0 +1,476 @@
+"""Readers of label files: the authors' label lists and the official release formats.
+
+Every reader takes the label file's path (plus options from the benchmark card's
+``reader_args``) and returns ``LabelRow``s: the media path relative to the benchmark's media
+root, the raw score exactly as in the file, and the std / reference name where the format
+has them. Readers never rescale; ``preresq.data.benchmarks.read_benchmark`` does that over
+the whole set. Readers are chosen by name from ``READERS`` (the card's ``reader`` field).
+
+Errors name the file and, where the format has lines, the line number.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class LabelRow:
+    """One item as read from a label file, before rescaling.
+
+    Attributes:
+        name: media path relative to the benchmark's media root (also the item's id).
+        mos: the raw score exactly as in the file (MOS, DMOS or Elo, its own scale).
+        line: where the item came from (line number or spreadsheet row), for messages.
+        std: standard deviation of the ratings, if the format has it.
+        ref: name of the reference (pristine) image, for synthetic-distortion sets.
+        id: the item's id when it differs from ``name`` (repeated items of a balanced set).
+        split: the split the label file itself assigns, if any (the demo set's manifests).
+        extra: anything else worth keeping (e.g. the demo's distortion kind and level).
+    """
+
+    name: str
+    mos: float
+    line: int
+    std: float | None = None
+    ref: str | None = None
+    id: str | None = None
+    split: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+Reader = Callable[..., list[LabelRow]]
+READERS: dict[str, Reader] = {}
+
+
+def register_reader(name: str) -> Callable[[Reader], Reader]:
+    """Add a reader to ``READERS`` under ``name`` (the value of a card's ``reader`` field)."""
+
+    def add(fn: Reader) -> Reader:
+        if name in READERS:
+            raise ValueError(f"reader {name!r} registered twice")
+        READERS[name] = fn
+        return fn
+
+    return add
+
+
+def get_reader(name: str) -> Reader:
+    """The reader registered as ``name``; an unknown name lists the known ones."""
+    if name not in READERS:
+        raise KeyError(f"unknown label reader {name!r}; known: {sorted(READERS)}")
+    return READERS[name]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _need_file(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"label file not found: {path}")
+    return path
+
+
+def _float(value: object, where: str) -> float:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: expected a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{where}: score is not finite ({value!r})")
+    return number
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def _csv_rows(path: Path, required: dict[str, str]) -> list[tuple[int, dict[str, str]]]:
+    """Rows of a CSV with a header, keyed by canonical column names.
+
+    ``required`` maps our key to the column's name in the file; header matching ignores
+    case and surrounding spaces/quotes, because releases differ in both.
+    """
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise ValueError(f"{path}: empty file") from None
+        index = {h.strip().strip('"').lower(): i for i, h in enumerate(header)}
+        cols = {}
+        for key, column in required.items():
+            if column.lower() not in index:
+                raise ValueError(f"{path}:1: no column {column!r} in header {header}")
+            cols[key] = index[column.lower()]
+        rows = []
+        for lineno, row in enumerate(reader, start=2):
+            if not row or not any(cell.strip() for cell in row):
+                continue
+            if len(row) <= max(cols.values()):
+                raise ValueError(f"{path}:{lineno}: expected at least {max(cols.values()) + 1} "
+                                 f"fields, got {len(row)}")
+            rows.append((lineno, {key: row[i].strip() for key, i in cols.items()}))
+    return rows
+
+
+def _xlsx_rows(path: Path, sheet: str | None) -> tuple[list[str], list[tuple[int, tuple]]]:
+    """Header and data rows of one sheet of a spreadsheet (row numbers as Excel shows them)."""
+    from openpyxl import load_workbook
+
+    book = load_workbook(path, read_only=True, data_only=True)
+    try:
+        if sheet is None:
+            ws = book.worksheets[0]
+        elif sheet in book.sheetnames:
+            ws = book[sheet]
+        else:
+            raise ValueError(f"{path}: no sheet {sheet!r}; sheets: {book.sheetnames}")
+        rows = list(ws.iter_rows(values_only=True))
+    finally:
+        book.close()
+    if not rows:
+        raise ValueError(f"{path}: sheet is empty")
+    header = ["" if h is None else str(h).strip() for h in rows[0]]
+    data = [(i, row) for i, row in enumerate(rows[1:], start=2)
+            if row and any(cell is not None and str(cell).strip() for cell in row)]
+    return header, data
+
+
+def _column(header: list[str], name: str, path: Path) -> int:
+    lowered = [h.lower() for h in header]
+    if name.lower() not in lowered:
+        raise ValueError(f"{path}:1: no column {name!r} in header {header}")
+    return lowered.index(name.lower())
+
+
+def _loadmat_vector(path: Path, key: str):
+    from scipy.io import loadmat
+
+    data = loadmat(path)
+    if key not in data:
+        found = sorted(k for k in data if not k.startswith("__"))
+        raise ValueError(f"{path}: no variable {key!r}; variables: {found}")
+    return data[key].reshape(-1)
+
+
+def _mat_string(cell, where: str) -> str:
+    """A MATLAB cell entry holding one string (loadmat gives nested arrays)."""
+    value = cell
+    while hasattr(value, "shape") and getattr(value, "size", 0) == 1 and value.dtype == object:
+        value = value.reshape(-1)[0]
+    if hasattr(value, "reshape") and value.size == 1:
+        value = value.reshape(-1)[0]
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{where}: expected a file name, got {cell!r}")
+    return value
+
+
+def _check_same_length(path: Path, names: int, scores: int) -> None:
+    if names != scores:
+        raise ValueError(f"{path}: {names} names but {scores} scores")
+
+
+# --------------------------------------------------------------------------- label lists
+
+
+_SEPARATORS = re.compile(r"[,\s]+")
+
+
+@register_reader("label_list")
+def read_label_list(path: str | Path, layout: str = "auto") -> list[LabelRow]:
+    """The authors' label lists: ``name score [std]`` or ``ref dist score [std]`` per line.
+
+    Fields are separated by whitespace or a comma (plus optional spaces). ``layout`` is
+    ``"name_score"``, ``"ref_dist_score"`` or ``"auto"``: decided by the first line (a
+    number in the second field means ``name score``); every other line must agree.
+    """
+    if layout not in ("auto", "name_score", "ref_dist_score"):
+        raise ValueError(f"layout must be auto, name_score or ref_dist_score, got {layout!r}")
+    path = _need_file(path)
+    rows = []
+    with path.open(encoding="utf-8-sig") as f:
+        for lineno, line in enumerate(f, start=1):
+            tokens = [t for t in _SEPARATORS.split(line.strip()) if t]
+            if not tokens:
+                continue
+            where = f"{path}:{lineno}"
+            if len(tokens) < 2:
+                raise ValueError(f"{where}: expected `name score [std]` or `ref dist score [std]`, "
+                                 f"got {line.strip()!r}")
+            this = "name_score" if _is_number(tokens[1]) else "ref_dist_score"
+            if layout == "auto":
+                layout = this
+            if this != layout:
+                raise ValueError(f"{where}: line has layout {this}, the file has {layout}")
+            if layout == "name_score":
+                ref, name, rest = None, tokens[0], tokens[1:]
+            else:
+                if len(tokens) < 3:
+                    raise ValueError(f"{where}: expected `ref dist score [std]`, got {line.strip()!r}")
+                ref, name, rest = tokens[0], tokens[1], tokens[2:]
+            if len(rest) > 2:
+                raise ValueError(f"{where}: too many fields ({len(tokens)})")
+            std = _float(rest[1], where) if len(rest) == 2 else None
+            rows.append(LabelRow(name=name, mos=_float(rest[0], where), line=lineno, std=std, ref=ref))
+    if not rows:
+        raise ValueError(f"{path}: no items")
+    return rows
+
+
+# --------------------------------------------------------------------------- IQA releases
+
+
+@register_reader("koniq_csv")
+def read_koniq_csv(path: str | Path) -> list[LabelRow]:
+    """KonIQ-10k ``koniq10k_scores_and_distributions.csv`` (``image_name``, ``MOS``, ``SD``; 1-5)."""
+    path = _need_file(path)
+    return [LabelRow(name=r["name"], mos=_float(r["mos"], f"{path}:{n}"), line=n,
+                     std=_float(r["std"], f"{path}:{n}"))
+            for n, r in _csv_rows(path, {"name": "image_name", "mos": "MOS", "std": "SD"})]
+
+
+@register_reader("kadid_csv")
+def read_kadid_csv(path: str | Path) -> list[LabelRow]:
+    """KADID-10k ``dmos.csv`` (``dist_img, ref_img, dmos, var``; 1-5, higher is better)."""
+    path = _need_file(path)
+    rows = []
+    for n, r in _csv_rows(path, {"name": "dist_img", "ref": "ref_img", "mos": "dmos", "var": "var"}):
+        var = _float(r["var"], f"{path}:{n}")
+        if var < 0:
+            raise ValueError(f"{path}:{n}: negative variance {var}")
+        rows.append(LabelRow(name=r["name"], mos=_float(r["mos"], f"{path}:{n}"), line=n,
+                             std=math.sqrt(var), ref=r["ref"]))
+    return rows
+
+
+@register_reader("spaq_xlsx")
+def read_spaq_xlsx(path: str | Path, sheet: str | None = None) -> list[LabelRow]:
+    """SPAQ ``MOS and Image attribute scores.xlsx`` (``Image name``, ``MOS``; 0-100)."""
+    path = _need_file(path)
+    header, data = _xlsx_rows(path, sheet)
+    name_col, mos_col = _column(header, "Image name", path), _column(header, "MOS", path)
+    return [LabelRow(name=str(row[name_col]).strip(), mos=_float(row[mos_col], f"{path}: row {n}"),
+                     line=n) for n, row in data]
+
+
+@register_reader("tid2013_txt")
+def read_tid2013_txt(path: str | Path, std_file: str | None = None) -> list[LabelRow]:
+    """TID2013 ``mos_with_names.txt`` (``mos name`` per line; 0-9, higher is better).
+
+    ``std_file`` is the release's ``mos_std.txt`` (one std per line, same order), if wanted.
+    The reference of ``i07_12_3.bmp`` is ``I07.BMP`` (``reference_images/`` in the release).
+    """
+    path = _need_file(path)
+    rows = []
+    with path.open(encoding="utf-8-sig") as f:
+        for lineno, line in enumerate(f, start=1):
+            tokens = line.split()
+            if not tokens:
+                continue
+            if len(tokens) != 2:
+                raise ValueError(f"{path}:{lineno}: expected `mos name`, got {line.strip()!r}")
+            name = tokens[1]
+            rows.append(LabelRow(name=name, mos=_float(tokens[0], f"{path}:{lineno}"), line=lineno,
+                                 ref=name.split("_")[0].upper() + ".BMP"))
+    if std_file is not None:
+        std_path = _need_file(Path(path).parent / std_file)
+        stds = [_float(t, f"{std_path}:{i}") for i, t in
+                enumerate(std_path.read_text(encoding="utf-8").split(), start=1)]
+        _check_same_length(std_path, len(rows), len(stds))
+        for row, std in zip(rows, stds):
+            row.std = std
+    return rows
+
+
+@register_reader("clive_mat")
+def read_clive_mat(path: str | Path, images_file: str = "AllImages_release.mat",
+                   practice_dir: str | None = "trainingImages") -> list[LabelRow]:
+    """LIVE Challenge ``AllMOS_release.mat`` + ``AllImages_release.mat`` (MOS 0-100).
+
+    ``path`` is the MOS file; ``images_file`` sits beside it. All 1,169 images are read,
+    as in the paper. The release keeps the seven practice images ``t1.bmp``..``t7.bmp``
+    (the first seven entries) in ``Images/trainingImages/``: ``practice_dir`` prefixes
+    their paths (None if they sit beside the others).
+    """
+    path = _need_file(path)
+    images_path = _need_file(path.parent / images_file)
+    mos = _loadmat_vector(path, "AllMOS_release")
+    names = _loadmat_vector(images_path, "AllImages_release")
+    _check_same_length(path, len(names), len(mos))
+    rows = []
+    for i, (cell, score) in enumerate(zip(names, mos), start=1):
+        name = _mat_string(cell, f"{images_path}: entry {i}")
+        if practice_dir and re.fullmatch(r"t\d+\.bmp", name):
+            name = f"{practice_dir}/{name}"
+        rows.append(LabelRow(name=name, mos=_float(score, f"{path}: entry {i}"), line=i))
+    return rows
+
+
+@register_reader("agiqa3k_csv")
+def read_agiqa3k_csv(path: str | Path) -> list[LabelRow]:
+    """AGIQA-3K ``data.csv`` (``name``, ``mos_quality``, ``std_quality``; perception MOS)."""
+    path = _need_file(path)
+    return [LabelRow(name=r["name"], mos=_float(r["mos"], f"{path}:{n}"), line=n,
+                     std=_float(r["std"], f"{path}:{n}"))
+            for n, r in _csv_rows(path, {"name": "name", "mos": "mos_quality", "std": "std_quality"})]
+
+
+@register_reader("bid_xlsx")
+def read_bid_xlsx(path: str | Path, name_format: str = "DatabaseImage{:04d}.JPG",
+                  sheet: str | None = None) -> list[LabelRow]:
+    """BID ``DatabaseGrades.xlsx``: image number (column 1) and mean grade (column 2; 0-5).
+
+    The number becomes the file name through ``name_format`` (the release's
+    ``DatabaseImage0001.JPG``). Reading stops at the first row without an image number,
+    because the sheet carries notes below the table.
+    """
+    path = _need_file(path)
+    _, data = _xlsx_rows(path, sheet)
+    rows = []
+    for n, row in data:
+        if row[0] is None or str(row[0]).strip() == "":
+            break
+        number = _float(row[0], f"{path}: row {n}")
+        if number != int(number):
+            raise ValueError(f"{path}: row {n}: image number {row[0]!r} is not an integer")
+        rows.append(LabelRow(name=name_format.format(int(number)),
+                             mos=_float(row[1], f"{path}: row {n}"), line=n))
+    return rows
+
+
+@register_reader("pipal_txt")
+def read_pipal_txt(path: str | Path) -> list[LabelRow]:
+    """PIPAL label txts (``name,elo`` per line), one file or a folder of them (``Train_Label/``).
+
+    The reference of ``A0001_00_00.bmp`` is ``A0001.bmp``. In a folder, files are read in
+    sorted order and an item's ``line`` counts across them.
+    """
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.txt"))
+        if not files:
+            raise FileNotFoundError(f"no PIPAL label .txt files in {path}")
+    else:
+        files = [_need_file(path)]
+    rows = []
+    for file in files:
+        with file.open(encoding="utf-8-sig") as f:
+            for lineno, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                tokens = [t.strip() for t in line.strip().split(",")]
+                if len(tokens) != 2:
+                    raise ValueError(f"{file}:{lineno}: expected `name,elo`, got {line.strip()!r}")
+                name = tokens[0]
+                rows.append(LabelRow(name=name, mos=_float(tokens[1], f"{file}:{lineno}"),
+                                     line=len(rows) + 1, ref=name.split("_")[0] + ".bmp",
+                                     extra={"label_file": file.name, "label_line": lineno}))
+    return rows
+
+
+# --------------------------------------------------------------------------- VQA releases
+
+
+_SUBSETS = {"all", "train", "test"}
+
+
+@register_reader("lsvq_csv")
+def read_lsvq_csv(path: str | Path, subset: str = "all", suffix: str = ".mp4") -> list[LabelRow]:
+    """LSVQ ``labels_train_test.csv`` / ``labels_test_1080p.csv`` (``name``, ``mos``; 0-100).
+
+    ``subset`` picks rows by the ``is_test`` column (``train``, ``test``) or keeps all
+    (the 1080p file has no such column). Names lack an extension: ``suffix`` is added.
+    """
+    if subset not in _SUBSETS:
+        raise ValueError(f"subset must be one of {sorted(_SUBSETS)}, got {subset!r}")
+    path = _need_file(path)
+    required = {"name": "name", "mos": "mos"}
+    if subset != "all":
+        required["is_test"] = "is_test"
+    rows = []
+    for n, r in _csv_rows(path, required):
+        if subset != "all":
+            flag = r["is_test"].strip().lower()
+            if flag not in ("true", "false", "1", "0", "1.0", "0.0"):
+                raise ValueError(f"{path}:{n}: is_test is {r['is_test']!r}, not a boolean")
+            if (flag in ("true", "1", "1.0")) != (subset == "test"):
+                continue
+        rows.append(LabelRow(name=r["name"] + suffix, mos=_float(r["mos"], f"{path}:{n}"), line=n))
+    return rows
+
+
+@register_reader("konvid_csv")
+def read_konvid_csv(path: str | Path, suffix: str = ".mp4") -> list[LabelRow]:
+    """KoNViD-1k ``KoNViD_1k_mos.csv`` (``flickr_id``, ``mos``; 1-5). Files are ``<id>.mp4``."""
+    path = _need_file(path)
+    return [LabelRow(name=r["name"] + suffix, mos=_float(r["mos"], f"{path}:{n}"), line=n)
+            for n, r in _csv_rows(path, {"name": "flickr_id", "mos": "mos"})]
+
+
+@register_reader("livevqc_mat")
+def read_livevqc_mat(path: str | Path) -> list[LabelRow]:
+    """LIVE-VQC ``data.mat`` (``video_list`` names, ``mos`` 0-100)."""
+    path = _need_file(path)
+    names = _loadmat_vector(path, "video_list")
+    mos = _loadmat_vector(path, "mos")
+    _check_same_length(path, len(names), len(mos))
+    return [LabelRow(name=_mat_string(cell, f"{path}: entry {i}"),
+                     mos=_float(score, f"{path}: entry {i}"), line=i)
+            for i, (cell, score) in enumerate(zip(names, mos), start=1)]
+
+
+@register_reader("youtube_ugc_xlsx")
+def read_youtube_ugc_xlsx(path: str | Path, sheet: str = "MOS", score_column: str = "MOS full",
+                          suffix: str = ".mkv") -> list[LabelRow]:
+    """YouTube-UGC ``original_videos_MOS_for_YouTube_UGC_dataset.xlsx`` (``vid``, ``MOS full``; 1-5).
+
+    Files are ``<vid><suffix>`` in one folder: the release ships ``.mkv`` originals in
+    category/resolution sub-folders, so flatten them or point ``suffix`` at a conversion.
+    """
+    path = _need_file(path)
+    header, data = _xlsx_rows(path, sheet)
+    vid_col, mos_col = _column(header, "vid", path), _column(header, score_column, path)
+    return [LabelRow(name=str(row[vid_col]).strip() + suffix,
+                     mos=_float(row[mos_col], f"{path}: row {n}"), line=n,
+                     extra={"category": row[_column(header, "category", path)]}
+                     if "category" in [h.lower() for h in header] else {})
+            for n, row in data]
+
+
+# --------------------------------------------------------------------------- the demo set
+
+
+@register_reader("demo_set")
+def read_demo_set(path: str | Path, **params) -> list[LabelRow]:
+    """The demo set (``preresq.data.demo``), built on first use under the folder ``path``.
+
+    ``params`` are ``DemoConfig`` fields. Rows of all three splits are returned, named
+    relative to ``path`` (``<name>-<hash>/images/...``) and carrying their split; a card
+    keeps one with ``splitter: labels`` and ``split: ...``.
+    """
+    from preresq.data.demo import SPLITS, build_demo
+
+    root = Path(path)
+    folder = build_demo(params, root=root)
+    prefix = folder.relative_to(root).as_posix()
+    from preresq.data.records import read_manifest
+
+    rows = []
+    for split in SPLITS:
+        for lineno, record in enumerate(read_manifest(folder / f"{split}.jsonl"), start=1):
+            rows.append(LabelRow(name=f"{prefix}/{record.paths[0]}", mos=record.mos, line=lineno,
+                                 ref=f"{prefix}/{record.ref}" if record.ref else None,
+                                 id=f"{prefix}/{record.id}", split=split,
+                                 extra={**record.extra, "label_file": f"{split}.jsonl"}))
+    return rows

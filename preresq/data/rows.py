@@ -1,0 +1,165 @@
+"""Training rows for TRL's GRPOTrainer, and the image loading shared with evaluation.
+
+A row is ``{"prompt", "images", "mos", "item_id", "benchmark"}``: a conversational prompt
+with one ``{"type": "image"}`` slot per image (``preresq.prompts.build_messages``), the
+images as RGB PIL images, the score in [1, 5] and the item's id. GRPOTrainer reads the
+``images`` column and pairs its images with the prompt's slots in order; the extra columns
+reach the reward functions as keyword arguments.
+
+Images are opened only when a row is read (``datasets.Dataset.with_transform``), so a
+dataset of any size costs only its manifest in memory. They are resized here by the rules
+of qwen-vl-utils' ``smart_resize`` (sides multiples of 28, pixel count within
+[min_pixels, max_pixels]), so the processor's own resize is then a no-op and training and
+evaluation see the same pixels.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from PIL import Image
+
+from preresq.data.records import Record
+from preresq.prompts import build_messages, pick_template
+
+IMAGE_FACTOR = 28  # Qwen2.5-VL: 14-px patches merged 2x2
+
+
+class MediaError(OSError):
+    """A media file of a record is missing or cannot be decoded."""
+
+
+def _where(record: Record, line: int | None) -> str:
+    parts = [f"item {record.id!r}"]
+    if line is not None:
+        parts.append(f"manifest line {line}")
+    if record.extra.get("label_line") is not None:
+        parts.append(f"label line {record.extra['label_line']}")
+    return ", ".join(parts)
+
+
+def resize_image(image: Image.Image, min_pixels: int, max_pixels: int) -> Image.Image:
+    """Resize to the size ``qwen_vl_utils.smart_resize`` picks (unchanged if already there)."""
+    from qwen_vl_utils import smart_resize
+
+    height, width = smart_resize(image.height, image.width, factor=IMAGE_FACTOR,
+                                 min_pixels=min_pixels, max_pixels=max_pixels)
+    if (width, height) == image.size:
+        return image
+    return image.resize((width, height), Image.Resampling.BICUBIC)
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Open an image fully decoded as RGB; a truncated file raises instead of being padded."""
+    from PIL import ImageFile
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    with Image.open(path) as image:
+        image.load()
+        return image.convert("RGB")
+
+
+def item_images(record: Record, media_root: str | os.PathLike, min_pixels: int, max_pixels: int,
+                video_cfg: Mapping | None = None, line: int | None = None) -> list[Image.Image]:
+    """The images the model sees for one item, resized by the smart_resize rules.
+
+    Args:
+        record: the item (its ``paths`` are relative to ``media_root``).
+        media_root: the benchmark's media folder.
+        min_pixels, max_pixels: the model config's pixel bounds.
+        video_cfg: keyword arguments of ``preresq.data.video.load_views`` (videos only).
+        line: the record's manifest line, named in errors when known.
+
+    Raises:
+        MediaError: naming the file, the item and its manifest/label line.
+    """
+    root = Path(media_root)
+    images = []
+    for rel in record.paths:
+        path = root / rel
+        if not path.is_file():
+            raise MediaError(f"missing media file {path} ({_where(record, line)})")
+        try:
+            if record.modality == "image":
+                views = [open_image(path)]
+            else:
+                from preresq.data.video import load_views
+
+                views = [view.convert("RGB") for view in load_views(path, **dict(video_cfg or {}))]
+        except MediaError:
+            raise
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            raise MediaError(f"cannot decode {path} ({_where(record, line)}): {e}") from e
+        images.extend(resize_image(view, min_pixels, max_pixels) for view in views)
+    return images
+
+
+def _templates(prompt_cfg: Mapping) -> list[str] | str:
+    templates = prompt_cfg["templates"] if "templates" in prompt_cfg else None
+    if not templates:
+        raise ValueError(f"prompt config has no templates: {dict(prompt_cfg)}")
+    return templates if isinstance(templates, str) else list(templates)
+
+
+def build_train_dataset(records: Sequence[Record], media_root: str | os.PathLike,
+                        prompt_cfg: Mapping, min_pixels: int, max_pixels: int,
+                        video_cfg: Mapping | None = None):
+    """A ``datasets.Dataset`` of TRL rows whose images are loaded when a row is read.
+
+    Row ``i`` uses template ``pick_template(prompt_cfg["templates"], i)`` (round-robin when
+    there are several phrasings) with as many image slots as the item has images (one
+    per image file; a video gives its views). The stored columns are light (id, paths,
+    score, template name); ``images`` and ``prompt`` are made on access.
+
+    Args:
+        records: the training items (``Record.score`` becomes ``mos``).
+        media_root: the folder record paths are relative to.
+        prompt_cfg: ``cfg.prompt[modality]`` (``templates``, ``num_scores``, ``answer_format``).
+        min_pixels, max_pixels: the model config's pixel bounds.
+        video_cfg: ``load_views`` keyword arguments, for video records.
+    """
+    from datasets import Dataset
+
+    if not records:
+        raise ValueError("no training records")
+    templates = _templates(prompt_cfg)
+    ids = [r.id for r in records]
+    if len(set(ids)) != len(ids):
+        raise ValueError("training records repeat an item id")
+    table = {
+        "item_id": ids,
+        "benchmark": [r.benchmark for r in records],
+        "mos": [float(r.score) for r in records],
+        "template": [pick_template(templates, i) for i in range(len(records))],
+        "line": list(range(1, len(records) + 1)),
+        "record": [r.to_json() for r in records],
+    }
+    loader = _RowLoader(Path(media_root), min_pixels, max_pixels, dict(video_cfg or {}))
+    return Dataset.from_dict(table).with_transform(loader)
+
+
+class _RowLoader:
+    """The transform that turns light stored columns into full TRL rows (picklable)."""
+
+    def __init__(self, media_root: Path, min_pixels: int, max_pixels: int, video_cfg: dict):
+        self.media_root = media_root
+        self.min_pixels = min_pixels
+        self.max_pixels = max_pixels
+        self.video_cfg = video_cfg
+
+    def __call__(self, batch: dict) -> dict:
+        import json
+
+        out: dict[str, list] = {"prompt": [], "images": [], "mos": [], "item_id": [], "benchmark": []}
+        for i in range(len(batch["item_id"])):
+            record = Record(**json.loads(batch["record"][i]))
+            images = item_images(record, self.media_root, self.min_pixels, self.max_pixels,
+                                 self.video_cfg, line=batch["line"][i])
+            out["prompt"].append(build_messages(batch["template"][i], num_images=len(images)))
+            out["images"].append(images)
+            out["mos"].append(batch["mos"][i])
+            out["item_id"].append(batch["item_id"][i])
+            out["benchmark"].append(batch["benchmark"][i])
+        return out

@@ -1,0 +1,431 @@
+"""Turn a video file into the few images the model sees: a global mosaic and local frames.
+
+PreResQ-R1 shows a video as images (PAPER_NOTES, "Video data flow"): one **global
+multi-frame mosaic** for temporal and scene judgement, then a few **local frames** (whole
+single frames at far more pixels than a mosaic tile) for spatial artefacts, and optionally a
+**centre crop** at native resolution. The released code reads pre-extracted PNGs; here the
+views are decoded on demand, reading only the frames they need.
+
+Which frames (the rule is ours; the pure functions below implement it):
+
+* A clip of ``N`` frames covers the time interval ``[0, 1)``; frame ``i`` is on screen
+  during ``[i/N, (i+1)/N)``. The frame *at position* ``p`` (``0 <= p <= 1``) is the one on
+  screen at that time: ``min(N - 1, floor(p * N))``.
+* Mosaic: cut the clip into ``count = rows * cols`` equal spans and take the frame at the
+  centre of each, ``p_i = (i + 1/2) / count``, i.e. frame ``floor((2i + 1) * N / (2 * count))``
+  for ``i = 0 .. count-1`` (exact integer arithmetic). Tiles go in time order, left to right
+  then top to bottom. With ``N < count`` the same rule repeats frames evenly (a 5-frame
+  clip in a 4x4 grid shows frames 0,0,0,1,1,1,2,2,2,2,3,3,3,4,4,4).
+* Local frames: the frames at ``local_positions``; by default ``num_local`` positions
+  spread evenly, ``(j + 1) / (num_local + 1)`` (0.25, 0.5, 0.75 for three).
+* Crop: the centre ``size`` pixels of the frame at ``crop.position`` (default 0.5), not
+  resized.
+
+Sizes follow the Qwen2-VL resizing rule (``fit_size``): multiples of ``factor`` (28, one
+merged visual token), aspect ratio kept, area within the budget, never enlarged beyond
+rounding. Each mosaic tile gets ``mosaic_max_pixels / (rows * cols)``; each local frame
+``local_max_pixels``.
+
+Decoding uses decord, seeking by index and decoding forward from the nearest keyframe;
+frames are converted one at a time and dropped once their views are made, so memory holds
+one full frame plus the small views. When decord cannot open or read a file, PyAV does the
+same job (one demux pass without decoding to learn every frame's timestamp and the
+keyframes, then seek and decode only up to each needed frame).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "decord", "pyav")
+
+
+class VideoDecodeError(RuntimeError):
+    """A video that cannot be opened or decoded; the message names the file."""
+
+
+# ----------------------------------------------------------------------------- frame rules
+
+def frame_at(num_frames: int, position: float) -> int:
+    """Index of the frame on screen at ``position`` (0..1) of a clip of ``num_frames``."""
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if not 0.0 <= position <= 1.0:
+        raise ValueError(f"position must be in [0, 1], got {position}")
+    # The epsilon keeps decimal positions exact (0.29 * 100 is 28.999... in binary).
+    return min(num_frames - 1, math.floor(position * num_frames + 1e-9))
+
+
+def frame_indices(num_frames: int, count: int) -> list[int]:
+    """Frames at the centres of ``count`` equal spans of the clip, in time order.
+
+    Frame ``floor((2i + 1) * num_frames / (2 * count))`` for ``i = 0 .. count-1``; when the
+    clip has fewer frames than ``count``, frames repeat evenly instead of failing.
+
+    >>> frame_indices(300, 4)
+    [37, 112, 187, 262]
+    >>> frame_indices(5, 8)
+    [0, 0, 1, 1, 2, 3, 3, 4]
+    """
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    return [(2 * i + 1) * num_frames // (2 * count) for i in range(count)]
+
+
+def even_positions(count: int) -> list[float]:
+    """``count`` positions spread evenly inside the clip: ``(j + 1) / (count + 1)``."""
+    return [(j + 1) / (count + 1) for j in range(count)]
+
+
+def fit_size(width: int, height: int, max_pixels: int, factor: int = 28) -> tuple[int, int]:
+    """``(width, height)`` for a view: multiples of ``factor``, area <= ``max_pixels``.
+
+    Qwen2-VL's ``smart_resize`` rule without its enlargement to ``min_pixels``: round each
+    side to the nearest multiple of ``factor``; if that is over budget, scale both sides by
+    ``sqrt(width * height / max_pixels)`` and round down. Never below ``factor``.
+    """
+    if width < 1 or height < 1:
+        raise ValueError(f"bad frame size {width}x{height}")
+    if max_pixels < factor * factor:
+        raise ValueError(f"max_pixels {max_pixels} is below one {factor}x{factor} block")
+    w = max(factor, round(width / factor) * factor)
+    h = max(factor, round(height / factor) * factor)
+    if w * h > max_pixels:
+        beta = math.sqrt(width * height / max_pixels)
+        w = max(factor, math.floor(width / beta / factor) * factor)
+        h = max(factor, math.floor(height / beta / factor) * factor)
+    return w, h
+
+
+# ----------------------------------------------------------------------------- settings
+
+def default_config() -> dict:
+    """The settings of ``configs/video/default.yaml`` as a plain dict (for scripts, tests)."""
+    from omegaconf import OmegaConf
+
+    from preresq.paths import CONFIG_DIR
+
+    return OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "video" / "default.yaml"))
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """The view settings of ``configs/video/default.yaml``, checked once."""
+
+    grid: tuple[int, int] = (4, 4)
+    num_local: int = 3
+    local_positions: tuple[float, ...] | None = None
+    mosaic_max_pixels: int = 802_816
+    local_max_pixels: int = 401_408
+    factor: int = 28
+    crop_size: tuple[int, int] | None = None
+    crop_position: float = 0.5
+    backend: str = "auto"
+    num_threads: int = 1
+
+    @classmethod
+    def from_cfg(cls, **cfg) -> ViewSpec:
+        """Build from config keys (a DictConfig or plain values); unknown keys are errors."""
+        known = {"grid", "num_local", "local_positions", "mosaic_max_pixels",
+                 "local_max_pixels", "factor", "crop", "backend", "num_threads"}
+        unknown = set(cfg) - known
+        if unknown:
+            raise ValueError(f"unknown video view settings {sorted(unknown)}; known: {sorted(known)}")
+        kw: dict = {k: cfg[k] for k in known - {"grid", "local_positions", "crop"} if k in cfg}
+        if cfg.get("grid") is not None:
+            grid = cfg["grid"]
+            kw["grid"] = (int(grid), int(grid)) if isinstance(grid, int) else tuple(int(g) for g in grid)
+        num_local = int(kw.get("num_local", cls.num_local))
+        if cfg.get("local_positions") is not None:
+            positions = tuple(float(p) for p in cfg["local_positions"])
+            if "num_local" in cfg and len(positions) != num_local:
+                raise ValueError(f"local_positions has {len(positions)} entries but num_local is {num_local}")
+            kw["local_positions"] = positions
+            kw["num_local"] = len(positions)
+        crop = cfg.get("crop")
+        if crop is not None:
+            if not isinstance(crop, Mapping) or "size" not in crop:
+                raise ValueError(f"crop must be null or {{size: int | [w, h], position: float}}, got {crop!r}")
+            size = crop["size"]
+            kw["crop_size"] = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
+            kw["crop_position"] = float(crop.get("position", 0.5))
+            extra = set(crop) - {"size", "position"}
+            if extra:
+                raise ValueError(f"unknown crop settings {sorted(extra)}")
+        spec = cls(**kw)
+        spec.check()
+        return spec
+
+    def check(self) -> None:
+        if len(self.grid) != 2 or min(self.grid) < 1:
+            raise ValueError(f"grid must be [rows, cols] >= 1, got {self.grid}")
+        if self.num_local < 0:
+            raise ValueError(f"num_local must be >= 0, got {self.num_local}")
+        for p in self.positions():
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"local position {p} outside [0, 1]")
+        if not 0.0 <= self.crop_position <= 1.0:
+            raise ValueError(f"crop position {self.crop_position} outside [0, 1]")
+        if self.crop_size is not None and (len(self.crop_size) != 2 or min(self.crop_size) < 1):
+            raise ValueError(f"crop size must be an int or [w, h] >= 1, got {self.crop_size}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        for name in ("mosaic_max_pixels", "local_max_pixels"):
+            if getattr(self, name) < self.factor * self.factor:
+                raise ValueError(f"{name} {getattr(self, name)} is below one {self.factor}x{self.factor} block")
+
+    def positions(self) -> list[float]:
+        return list(self.local_positions) if self.local_positions is not None \
+            else even_positions(self.num_local)
+
+
+@dataclass(frozen=True)
+class ViewPlan:
+    """Which frame each view comes from (indices into the clip)."""
+
+    mosaic: list[int]
+    local: list[int]
+    crop: int | None
+
+    def needed(self) -> list[int]:
+        """The distinct frames to decode, in order."""
+        extra = [] if self.crop is None else [self.crop]
+        return sorted(set(self.mosaic) | set(self.local) | set(extra))
+
+
+def plan_views(num_frames: int, spec: ViewSpec) -> ViewPlan:
+    """The frame of every view of a clip of ``num_frames`` frames (a pure function)."""
+    rows, cols = spec.grid
+    return ViewPlan(
+        mosaic=frame_indices(num_frames, rows * cols),
+        local=[frame_at(num_frames, p) for p in spec.positions()],
+        crop=None if spec.crop_size is None else frame_at(num_frames, spec.crop_position),
+    )
+
+
+# ----------------------------------------------------------------------------- decoding
+
+class _DecordReader:
+    """Frames by index through decord: seek to the keyframe, decode forward."""
+
+    def __init__(self, path: Path, num_threads: int):
+        import decord
+
+        self._vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=num_threads)
+        self.num_frames = len(self._vr)
+
+    def frames(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
+        for index in indices:
+            yield index, self._vr[index].asnumpy()
+
+    def close(self) -> None:
+        self._vr = None
+
+
+class _PyAVReader:
+    """Frames by index through PyAV (the fallback).
+
+    One demux pass (packets only, nothing decoded) lists every frame's presentation
+    timestamp and the keyframes; frame ``i`` is the ``i``-th smallest timestamp. A needed
+    frame is reached by seeking to the keyframe before it and decoding forward, or by
+    decoding on when no keyframe lies between the last frame returned and it.
+    """
+
+    def __init__(self, path: Path, num_threads: int):
+        import av
+
+        self._path = path
+        self._container = av.open(str(path))
+        try:
+            self._index(num_threads)
+        except BaseException:
+            self._container.close()
+            raise
+
+    def _index(self, num_threads: int) -> None:
+        if not self._container.streams.video:
+            raise VideoDecodeError(f"{self._path}: no video stream")
+        self._stream = self._container.streams.video[0]
+        self._stream.codec_context.thread_count = num_threads
+        pts, keys = [], []
+        for packet in self._container.demux(self._stream):
+            if packet.size == 0:  # the demuxer's end-of-stream flush packet
+                continue
+            if packet.pts is None:
+                raise VideoDecodeError(f"{self._path}: packets without timestamps; cannot index frames")
+            pts.append(packet.pts)
+            if packet.is_keyframe:
+                keys.append(packet.pts)
+        self._pts = sorted(pts)
+        self._keys = sorted(keys)
+        self.num_frames = len(self._pts)
+
+    def frames(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
+        decoded = None  # the running decoder, or None before the first seek
+        last_pts = None
+        for index in indices:
+            target = self._pts[index]
+            k = bisect.bisect_right(self._keys, target) - 1
+            key = self._keys[k] if k >= 0 else self._pts[0]
+            if last_pts is None or key > last_pts or target <= last_pts:
+                self._container.seek(key, stream=self._stream, backward=True, any_frame=False)
+                decoded = self._container.decode(self._stream)
+            for frame in decoded:
+                if frame.pts is None:
+                    raise VideoDecodeError(f"{self._path}: decoded a frame without timestamp")
+                last_pts = frame.pts
+                if frame.pts == target:
+                    yield index, frame.to_ndarray(format="rgb24")
+                    break
+                if frame.pts > target:
+                    raise VideoDecodeError(f"{self._path}: frame {index} (pts {target}) not produced "
+                                           f"by the decoder (got pts {frame.pts})")
+            else:
+                raise VideoDecodeError(f"{self._path}: stream ended before frame {index} (pts {target})")
+
+    def close(self) -> None:
+        self._container.close()
+
+
+def _open(path: Path, backend: str, num_threads: int):
+    return (_DecordReader if backend == "decord" else _PyAVReader)(path, num_threads)
+
+
+def _decord_errors() -> tuple[type[BaseException], ...]:
+    """What decord raises on a file it cannot open or read (its own error is no RuntimeError)."""
+    import decord
+
+    return (decord.DECORDError, RuntimeError)
+
+
+def _pyav_errors() -> tuple[type[BaseException], ...]:
+    import av
+
+    return (av.FFmpegError, OSError, ValueError, RuntimeError)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+# ----------------------------------------------------------------------------- views
+
+def load_views(path: str | os.PathLike, **cfg) -> list[Image.Image]:
+    """The images a video is shown as: ``[mosaic, local_1 .. local_n, (crop)]``.
+
+    Args:
+        path: a video file any FFmpeg build reads.
+        **cfg: view settings, the keys of ``configs/video/default.yaml``: ``grid`` (int or
+            ``[rows, cols]``), ``num_local``, ``local_positions`` (list of 0..1, or None for
+            evenly spread), ``mosaic_max_pixels`` (whole mosaic), ``local_max_pixels`` (each
+            local frame), ``factor`` (side multiple), ``crop`` (None or ``{size, position}``),
+            ``backend`` (``auto``: decord, then PyAV if decord is missing or cannot open or
+            read the file, with a warning; ``decord``; ``pyav``), ``num_threads`` (decoder
+            threads). Missing keys take the defaults of ``ViewSpec``.
+
+    Returns:
+        RGB PIL images: the mosaic, then the local frames in time order, then the crop.
+
+    Raises:
+        FileNotFoundError: no such file.
+        VideoDecodeError: the file is empty, corrupt, has no frames, or a needed frame
+            cannot be decoded; the message names the file (and each backend's reason).
+
+    Example:
+        >>> views = load_views("clip.mp4")  # a 1280x720 clip  # doctest: +SKIP
+        >>> [v.size for v in views]  # doctest: +SKIP
+        [(1120, 672), (840, 476), (840, 476), (840, 476)]
+    """
+    spec = ViewSpec.from_cfg(**cfg)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"video not found: {path}")
+    if path.stat().st_size == 0:
+        raise VideoDecodeError(f"{path}: empty file")
+    decord_reason = None
+    if spec.backend in ("auto", "decord"):
+        try:
+            return _views(path, spec, "decord")
+        except VideoDecodeError:
+            raise
+        except ImportError as e:
+            if spec.backend == "decord":
+                raise
+            decord_reason = f"decord not installed ({e})"
+        except _decord_errors() as e:
+            if spec.backend == "decord":
+                raise VideoDecodeError(f"{path}: decord cannot decode it ({_first_line(e)})") from e
+            decord_reason = _first_line(e)
+        logger.warning("decord cannot decode %s (%s); trying PyAV", path, decord_reason)
+    try:
+        return _views(path, spec, "pyav")
+    except VideoDecodeError:
+        raise
+    except _pyav_errors() as e:
+        reasons = f"decord: {decord_reason}; PyAV: {_first_line(e)}" if decord_reason else _first_line(e)
+        raise VideoDecodeError(f"{path}: cannot decode ({reasons})") from e
+
+
+def _views(path: Path, spec: ViewSpec, backend: str) -> list[Image.Image]:
+    reader = _open(path, backend, spec.num_threads)
+    try:
+        if reader.num_frames < 1:
+            raise VideoDecodeError(f"{path}: no frames")
+        plan = plan_views(reader.num_frames, spec)
+        rows, cols = spec.grid
+        tile_budget = spec.mosaic_max_pixels // (rows * cols)
+        made: dict[tuple[str, int], Image.Image] = {}
+        tile = None
+        for index, array in reader.frames(plan.needed()):
+            frame = Image.fromarray(array)
+            if tile is None:
+                tile = fit_size(frame.width, frame.height, tile_budget, spec.factor)
+            if index in plan.mosaic:
+                made["tile", index] = _resize(frame, tile)
+            if index in plan.local:
+                size = fit_size(frame.width, frame.height, spec.local_max_pixels, spec.factor)
+                made["local", index] = _resize(frame, size)
+            if index == plan.crop:
+                made["crop", index] = _centre_crop(frame, spec.crop_size, spec.factor)
+    finally:
+        reader.close()
+    mosaic = Image.new("RGB", (cols * tile[0], rows * tile[1]))
+    for i, index in enumerate(plan.mosaic):
+        mosaic.paste(made["tile", index], ((i % cols) * tile[0], (i // cols) * tile[1]))
+    views = [mosaic] + [made["local", index] for index in plan.local]
+    if plan.crop is not None:
+        views.append(made["crop", plan.crop])
+    return views
+
+
+def _resize(frame: Image.Image, size: tuple[int, int]) -> Image.Image:
+    if frame.size == size:
+        return frame.copy()
+    # reducing_gap: box-reduce first, then bicubic; much faster on big frames, same look.
+    return frame.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+
+
+def _centre_crop(frame: Image.Image, size: tuple[int, int], factor: int) -> Image.Image:
+    """The centre ``size`` of the frame, not resized; clipped to the frame (and to a
+    multiple of ``factor`` when clipped) so a small frame still gives a valid view."""
+    w, h = size
+    if w > frame.width:
+        w = max(min(frame.width, factor), frame.width // factor * factor)
+    if h > frame.height:
+        h = max(min(frame.height, factor), frame.height // factor * factor)
+    left, top = (frame.width - w) // 2, (frame.height - h) // 2
+    return frame.crop((left, top, left + w, top + h))

@@ -1,0 +1,283 @@
+"""Turn benchmark items into cached predictions: batched generation, parsing, resuming.
+
+The moving parts, each replaceable on its own:
+
+* a *predictor* maps a batch of ``Request`` (chat messages + images) to N completions per
+  request: ``HFPredictor`` (transformers ``generate``, left padding) or ``VLLMPredictor``
+  (``preresq.evaluation.vllm_backend``). Tests pass any object with the same ``generate``.
+* a ``PredictionCache`` (``preresq.evaluation.cache``) receives one row per item as soon
+  as it is predicted, so an interrupted run resumes where it stopped.
+* ``predict_records`` drives one process's share of a benchmark: media are opened lazily,
+  one batch ahead in a background thread, so memory does not grow with the benchmark.
+
+Scoring rule: the completion is read with ``preresq.parsing.parse_answer`` (the parser
+used by the rewards). With N samples per item the prediction is the mean of the samples'
+valid scores; an item none of whose samples holds a valid answer gets ``pred: null``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+from PIL import Image
+
+from preresq.data.records import Record
+from preresq.data.video import VideoDecodeError
+from preresq.evaluation.cache import PredictionCache
+from preresq.parsing import parse_answer
+from preresq.prompts import build_messages
+
+logger = logging.getLogger(__name__)
+
+# What a broken media file raises: preresq.data.rows.MediaError (an OSError naming the file
+# and item), other OSErrors, bad content (ValueError), an undecodable video
+# (VideoDecodeError), and PIL's guard against absurd image sizes.
+MEDIA_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, ValueError, VideoDecodeError, Image.DecompressionBombError,
+)
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How completions are drawn: greedy by default; sampling with N samples per item.
+
+    ``repetition_penalty: None`` keeps the checkpoint's own generation setting.
+    """
+
+    max_new_tokens: int = 256
+    do_sample: bool = False
+    num_samples: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int | None = None
+    repetition_penalty: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.num_samples < 1:
+            raise ValueError(f"decoding.num_samples must be >= 1, got {self.num_samples}")
+        if self.num_samples > 1 and not self.do_sample:
+            raise ValueError("decoding.num_samples > 1 needs decoding.do_sample=true "
+                             "(greedy decoding gives N identical samples)")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"decoding.max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+    @classmethod
+    def from_cfg(cls, cfg) -> Decoding:
+        """From an eval config: ``cfg.decoding`` plus its ``max_new_tokens`` and ``seed``."""
+        fields = dict(cfg.get("decoding") or {})
+        return cls(max_new_tokens=int(cfg.max_new_tokens), seed=int(cfg.seed), **fields)
+
+
+@dataclass
+class Request:
+    """One item to generate for: the chat messages (with image slots) and the images."""
+
+    messages: list[dict]
+    images: list[Image.Image]
+
+
+class Predictor(Protocol):
+    """Anything that maps requests to ``num_samples`` completions each, in order."""
+
+    def generate(self, requests: Sequence[Request]) -> list[list[str]]: ...
+
+
+class HFPredictor:
+    """Batched generation with a transformers model; prompts padded on the left."""
+
+    def __init__(self, model, processor, decoding: Decoding, device=None) -> None:
+        import torch
+
+        self.model = model.eval()
+        self.processor = processor
+        self.decoding = decoding
+        self.device = device if device is not None else next(model.parameters()).device
+        self.generation_config = self._generation_config()
+        if decoding.do_sample:
+            torch.manual_seed(decoding.seed)
+
+    def _generation_config(self):
+        from transformers import GenerationConfig
+
+        d = self.decoding
+        # Start from the checkpoint's settings (eos ids, its repetition penalty) and set
+        # every sampling field explicitly so nothing hidden in the checkpoint decides it.
+        base = getattr(self.model, "generation_config", None)
+        cfg = GenerationConfig.from_dict(base.to_dict()) if base is not None else GenerationConfig()
+        tokenizer = self.processor.tokenizer
+        cfg.max_new_tokens = d.max_new_tokens
+        cfg.do_sample = d.do_sample
+        cfg.num_return_sequences = d.num_samples
+        cfg.temperature = d.temperature if d.do_sample else None
+        cfg.top_p = d.top_p if d.do_sample else None
+        cfg.top_k = d.top_k if d.do_sample else None
+        if d.repetition_penalty is not None:
+            cfg.repetition_penalty = d.repetition_penalty
+        if cfg.pad_token_id is None:
+            cfg.pad_token_id = tokenizer.pad_token_id
+        if cfg.eos_token_id is None:
+            cfg.eos_token_id = tokenizer.eos_token_id
+        return cfg
+
+    def prompt_text(self, messages: list[dict]) -> str:
+        """The chat-templated prompt, ending where the assistant's answer starts."""
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True,
+                                                  tokenize=False)
+
+    def generate(self, requests: Sequence[Request]) -> list[list[str]]:
+        import torch
+
+        if not requests:
+            return []
+        texts = [self.prompt_text(r.messages) for r in requests]
+        images = [image for r in requests for image in r.images]
+        inputs = self.processor(text=texts, images=images or None, padding=True,
+                                padding_side="left", return_tensors="pt").to(self.device)
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, generation_config=self.generation_config)
+        new_tokens = out[:, inputs["input_ids"].shape[1]:]
+        decoded = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+        n = self.decoding.num_samples
+        return [decoded[i * n:(i + 1) * n] for i in range(len(requests))]
+
+
+# ----------------------------------------------------------------------------- scoring
+
+def score_completions(completions: Sequence[str], num_scores: int,
+                      answer_format: str = "tagged") -> dict:
+    """One item's prediction from its completions (see the module docstring's rule).
+
+    Returns a dict with ``pred`` (float or None), ``subscores`` (of the first sample, or
+    None) and ``completion`` (the first sample's text); with more than one sample also
+    ``completions`` and ``sample_preds`` (None for a sample without a valid answer).
+    """
+    parsed = [parse_answer(text, num_scores, answer_format) for text in completions]
+    valid = [p.score for p in parsed if p.valid]
+    row = {
+        "pred": sum(valid) / len(valid) if valid else None,
+        "subscores": list(parsed[0].subscores) if parsed[0].valid else None,
+        "completion": completions[0],
+    }
+    if len(completions) > 1:
+        row["completions"] = list(completions)
+        row["sample_preds"] = [p.score for p in parsed]
+    return row
+
+
+# ----------------------------------------------------------------------------- driving
+
+def shard(items: Sequence, rank: int, world_size: int) -> list:
+    """This process's share: every ``world_size``-th item starting at ``rank``."""
+    return list(items[rank::world_size])
+
+
+@dataclass
+class Loaded:
+    """An item with its images, or the reason they could not be read."""
+
+    record: Record
+    images: list[Image.Image] | None = None
+    error: str | None = None
+
+
+def _load(record: Record, load_images: Callable[[Record], list[Image.Image]]) -> Loaded:
+    try:
+        return Loaded(record, images=load_images(record))
+    except MEDIA_ERRORS as e:
+        return Loaded(record, error=f"{type(e).__name__}: {e}")
+
+
+def _batches(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def load_ahead(records: Sequence[Record], batch_size: int,
+               load_images: Callable[[Record], list[Image.Image]],
+               ahead: int = 1, workers: int = 2) -> Iterator[list[Loaded]]:
+    """Batches of loaded items; the next ``ahead`` batches load in threads meanwhile.
+
+    At most ``ahead + 1`` batches of images are in memory at any time.
+    """
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="media") as pool:
+        pending: deque[list[Future]] = deque()
+        for batch in _batches(records, batch_size):
+            pending.append([pool.submit(_load, r, load_images) for r in batch])
+            if len(pending) > ahead:
+                yield [f.result() for f in pending.popleft()]
+        while pending:
+            yield [f.result() for f in pending.popleft()]
+
+
+@dataclass
+class ItemPrompt:
+    """How items of one modality are asked and read (``cfg.prompt[modality]``)."""
+
+    template: str
+    num_scores: int
+    answer_format: str = "tagged"
+
+    @classmethod
+    def from_cfg(cls, cfg) -> ItemPrompt:
+        """From ``cfg.prompt[modality]``: evaluation always asks with ``templates[0]``."""
+        templates = cfg["templates"]
+        template = templates if isinstance(templates, str) else list(templates)[0]
+        return cls(template, int(cfg["num_scores"]), str(cfg.get("answer_format", "tagged")))
+
+    def messages(self, num_images: int) -> list[dict]:
+        return build_messages(self.template, num_images)
+
+
+def predict_batch(batch: Sequence[Loaded], predictor: Predictor, prompt: ItemPrompt) -> list[dict]:
+    """One row per loaded item, in order: the parsed prediction, or the media error.
+
+    A row is ``{"id", "gt", "pred", "subscores", "completion"}`` (plus ``completions`` and
+    ``sample_preds`` with several samples); a failed item has ``pred: null`` and ``error``.
+    """
+    ready = [item for item in batch if item.error is None]
+    requests = [Request(prompt.messages(len(item.images)), item.images) for item in ready]
+    outputs = predictor.generate(requests) if requests else []
+    if len(outputs) != len(requests):
+        raise RuntimeError(f"predictor returned {len(outputs)} results for {len(requests)} requests")
+    scored = iter([score_completions(c, prompt.num_scores, prompt.answer_format) for c in outputs])
+    rows = []
+    for item in batch:
+        row = {"id": item.record.id, "gt": item.record.score}
+        if item.error is not None:
+            logger.warning("%s: %s", item.record.id, item.error)
+            row.update(pred=None, subscores=None, completion=None, error=item.error)
+        else:
+            row.update(next(scored))
+        rows.append(row)
+    return rows
+
+
+def predict_records(records: Sequence[Record], predictor: Predictor, prompt: ItemPrompt,
+                    load_images: Callable[[Record], list[Image.Image]],
+                    cache: PredictionCache, batch_size: int,
+                    progress: Callable[[int], None] | None = None) -> int:
+    """Predict ``records`` in batches and append one row per item to ``cache`` at once.
+
+    An item whose media cannot be read gets a row with ``error`` and the run goes on.
+    Returns the number of rows written.
+    """
+    written = 0
+    for batch in load_ahead(records, batch_size, load_images):
+        for row in predict_batch(batch, predictor, prompt):
+            cache.append(row)
+        written += len(batch)
+        if progress is not None:
+            progress(len(batch))
+    cache.close()
+    return written
+
+
+def pending_records(records: Iterable[Record], done: set[str]) -> list[Record]:
+    """The records whose ids are not predicted yet, in benchmark order."""
+    return [r for r in records if r.id not in done]

@@ -1,0 +1,88 @@
+"""Generation with vLLM (``predictor=vllm``): the same prompts and parser, faster decoding.
+
+vLLM is optional (``pip install 'preresq[vllm]'``); without it, choosing this backend fails
+at once with a message saying so. The prompt text comes from the model's own processor
+(``apply_chat_template``), exactly as with ``predictor=hf``, and images are passed already
+resized by the shared loader. LoRA checkpoints must be merged into full weights first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from preresq.evaluation.predict import Decoding, Request
+
+
+class VLLMNotInstalledError(ImportError):
+    """``predictor=vllm`` was chosen but the vllm package is not installed."""
+
+
+def import_vllm():
+    """The vllm module, or an error that says how to install it."""
+    try:
+        import vllm
+    except ImportError as e:
+        raise VLLMNotInstalledError(
+            "predictor=vllm needs the vllm package, which is not installed "
+            f"({e}). Install it with `pip install 'preresq[vllm]'` (a CUDA machine), "
+            "or use the transformers backend: predictor=hf.") from None
+    return vllm
+
+
+def _repetition_penalty(model_path: str, decoding: Decoding) -> float:
+    """The configured penalty, else the checkpoint's own (as ``predictor=hf`` uses)."""
+    if decoding.repetition_penalty is not None:
+        return float(decoding.repetition_penalty)
+    from transformers import GenerationConfig
+
+    if not (Path(model_path) / "generation_config.json").is_file() and Path(model_path).is_dir():
+        return 1.0  # a local checkpoint without generation settings: no penalty
+    return float(GenerationConfig.from_pretrained(model_path).repetition_penalty or 1.0)
+
+
+class VLLMPredictor:
+    """Batched generation with ``vllm.LLM``; N samples per request with ``n=N``.
+
+    Args:
+        model_path: a folder or hub id with full weights.
+        processor: the model's processor (its chat template builds the prompt text).
+        decoding: greedy (temperature 0) or sampling settings.
+        model_cfg: the ``model`` config (dtype, min/max pixels).
+        max_images: most images in one prompt (1 for images, the views of a video).
+        **engine_args: passed to ``vllm.LLM`` (tensor_parallel_size, gpu_memory_utilization,
+            max_model_len, ...).
+    """
+
+    def __init__(self, model_path: str, processor, decoding: Decoding, model_cfg,
+                 max_images: int = 8, **engine_args) -> None:
+        vllm = import_vllm()
+        if (Path(model_path) / "adapter_config.json").is_file():
+            raise ValueError(f"{model_path} holds LoRA adapters: predictor=vllm needs full "
+                             "weights; merge them first (peft merge_and_unload + save_pretrained) "
+                             "or use predictor=hf, which merges on load")
+        self.processor = processor
+        self.decoding = decoding
+        dtype = model_cfg.get("dtype") or "auto"
+        self.llm = vllm.LLM(
+            model=str(model_path), dtype=dtype, seed=decoding.seed,
+            limit_mm_per_prompt={"image": int(max_images)},
+            mm_processor_kwargs={"min_pixels": int(model_cfg.min_pixels),
+                                 "max_pixels": int(model_cfg.max_pixels)},
+            **{k: v for k, v in engine_args.items() if v is not None})
+        d = decoding
+        self.params = vllm.SamplingParams(
+            n=d.num_samples, max_tokens=d.max_new_tokens, seed=d.seed,
+            temperature=d.temperature if d.do_sample else 0.0,
+            top_p=d.top_p if d.do_sample else 1.0,
+            top_k=(d.top_k or -1) if d.do_sample else -1,
+            repetition_penalty=_repetition_penalty(model_path, d))
+
+    def generate(self, requests: Sequence[Request]) -> list[list[str]]:
+        prompts = [{
+            "prompt": self.processor.apply_chat_template(r.messages, add_generation_prompt=True,
+                                                         tokenize=False),
+            "multi_modal_data": {"image": list(r.images)},
+        } for r in requests]
+        outputs = self.llm.generate(prompts, self.params, use_tqdm=False)
+        return [[o.text for o in out.outputs] for out in outputs]

@@ -1,0 +1,132 @@
+"""Load the policy and its processor from a hub id, a local folder or the tiny builder.
+
+One entry point for training, evaluation and scoring, driven by a ``model`` config
+(``configs/model/*.yaml``). Missing weights fail at once with a message that names the id
+or path and says how to point at a local copy.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
+           "auto": "auto"}
+
+
+class ModelNotFoundError(RuntimeError):
+    """The configured model could not be found locally or on the hub."""
+
+
+def _cfg_get(cfg, key, default=None):
+    value = cfg.get(key, default) if isinstance(cfg, (dict, DictConfig)) else getattr(cfg, key, default)
+    return default if value is None else value
+
+
+def resolve_model_path(model_cfg, cache_dir: str | os.PathLike | None = None) -> str:
+    """The folder or hub id to load: builds the tiny model when the config asks for it."""
+    name = _cfg_get(model_cfg, "name_or_path")
+    tiny = _cfg_get(model_cfg, "tiny")
+    if name:
+        return str(name)
+    if tiny:
+        from preresq.models.tiny import build_tiny_model, default_tiny_dir
+
+        settings = OmegaConf.to_container(tiny, resolve=True) if isinstance(tiny, DictConfig) else dict(tiny)
+        out_dir = default_tiny_dir(settings, cache_dir)
+        return str(build_tiny_model(out_dir, **settings))
+    raise ValueError("model config needs name_or_path (a hub id or a local folder) or a tiny section")
+
+
+def _not_found(name: str, err: Exception) -> ModelNotFoundError:
+    local = Path(name).expanduser()
+    if local.is_absolute() or name.startswith((".", "~")) or local.exists():
+        where = f"the local folder {name!r} does not hold a loadable checkpoint ({type(err).__name__})"
+    else:
+        where = (f"{name!r} is not a local folder and could not be loaded from the Hugging Face hub "
+                 f"(offline, or not downloaded yet: {type(err).__name__})")
+    return ModelNotFoundError(
+        f"Model not available: {where}.\n"
+        f"Download it once on a machine with internet (`huggingface-cli download {name} "
+        f"--local-dir /models/<name>`), then point the run at the folder: "
+        f"model.name_or_path=/models/<name> (or set PRERESQ_MODEL_7B / PRERESQ_MODEL_3B)."
+    )
+
+
+def load_processor(model_cfg, cache_dir=None, path: str | None = None):
+    """The model's ``AutoProcessor`` with min/max pixels from the config, left padding."""
+    from transformers import AutoProcessor
+
+    path = path or resolve_model_path(model_cfg, cache_dir)
+    kwargs = {}
+    if _cfg_get(model_cfg, "min_pixels"):
+        kwargs["min_pixels"] = int(model_cfg.min_pixels)
+    if _cfg_get(model_cfg, "max_pixels"):
+        kwargs["max_pixels"] = int(model_cfg.max_pixels)
+    try:
+        processor = AutoProcessor.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as err:
+        raise _not_found(path, err) from None
+    # Generation appends on the right, so batched prompts are padded on the left.
+    processor.tokenizer.padding_side = "left"
+    return processor
+
+
+def load_model(model_cfg, training: bool = False, cache_dir=None, path: str | None = None):
+    """The policy as ``AutoModelForImageTextToText``, with LoRA / frozen vision applied.
+
+    ``training`` wraps new LoRA adapters (when configured) and keeps loaded ones trainable;
+    without it LoRA checkpoints are loaded and merged for fast inference.
+    """
+    from transformers import AutoModelForImageTextToText
+
+    path = path or resolve_model_path(model_cfg, cache_dir)
+    dtype = _DTYPES[str(_cfg_get(model_cfg, "dtype", "float32"))]
+    attn = _cfg_get(model_cfg, "attn_implementation", "sdpa")
+    adapter = Path(path) / "adapter_config.json"
+    try:
+        if adapter.is_file():
+            model = _load_lora_checkpoint(Path(path), dtype, attn, merge=not training)
+        else:
+            model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, attn_implementation=attn)
+    except (OSError, ValueError) as err:
+        raise _not_found(path, err) from None
+
+    if _cfg_get(model_cfg, "freeze_vision", False):
+        for p in _vision_tower(model).parameters():
+            p.requires_grad_(False)
+    lora = _cfg_get(model_cfg, "lora")
+    if training and lora and not adapter.is_file():
+        from peft import LoraConfig, get_peft_model
+
+        lora = OmegaConf.to_container(lora, resolve=True) if isinstance(lora, DictConfig) else dict(lora)
+        model = get_peft_model(model, LoraConfig(**lora))
+    # Gradient checkpointing is switched on by the trainer (GRPOConfig.gradient_checkpointing
+    # comes from model.gradient_checkpointing), so that it is set in one place only.
+    return model
+
+
+def _vision_tower(model):
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = getattr(base, "model", base)
+    for name in ("visual", "vision_tower"):
+        if hasattr(inner, name):
+            return getattr(inner, name)
+        if hasattr(base, name):
+            return getattr(base, name)
+    raise AttributeError(f"cannot find the vision tower of {type(base).__name__}")
+
+
+def _load_lora_checkpoint(path: Path, dtype, attn, merge: bool):
+    import json
+
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    base_id = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+    base = AutoModelForImageTextToText.from_pretrained(base_id, dtype=dtype, attn_implementation=attn)
+    model = PeftModel.from_pretrained(base, str(path), is_trainable=not merge)
+    return model.merge_and_unload() if merge else model

@@ -1,0 +1,20 @@
+"""Evaluate a model on a suite of benchmarks: ``python scripts/eval.py suite=iqa10 ...``.
+
+All options are in ``configs/eval.yaml``; see ``preresq.evaluation.evaluate`` for the
+output folder. Under ``torchrun --nproc_per_node=N`` the items are split across processes.
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+import preresq.config  # noqa: F401  (registers the ${repo_root:} resolver used by configs/paths)
+from preresq.evaluation import evaluate
+
+
+@hydra.main(config_path="../configs", config_name="eval", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""The evaluation scripts: eval.py offline on the demo, the GPU check's CPU mode, vLLM's error."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from eval_fakes import eval_cfg
+
+from preresq.evaluation import evaluate
+from preresq.paths import REPO_ROOT
+
+
+def _load_script(name):
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_eval_script_runs_offline_on_the_demo(tmp_path):
+    out = tmp_path / "eval"
+    cmd = [sys.executable, "scripts/eval.py", "suite=iqa_demo", "model=tiny", f"output_dir={out}",
+           "limit=12", "batch_size=4", "max_new_tokens=8", "bootstrap_samples=50", "progress=false",
+           f"hydra.run.dir={tmp_path / 'hydra'}"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    done = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| iqa_demo | 12 |" in done.stdout
+    rows = [json.loads(x) for x in (out / "predictions" / "iqa_demo.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and all(isinstance(r["completion"], str) for r in rows)
+    results = json.loads((out / "results.json").read_text())
+    assert results["benchmarks"]["iqa_demo"]["n"] == 12
+    assert (out / "results.md").is_file() and (out / "plots" / "iqa_demo.png").is_file()
+
+
+def test_gpu_check_runs_tiny_on_cpu(tmp_path, capsys):
+    check = _load_script("gpu_eval_check")
+    summary_path = tmp_path / "summary.json"
+    assert check.main(["--tiny", "--device", "cpu", "--batch-sizes", "1", "3",
+                       "--new-tokens", "5", "--out", str(summary_path)]) == 0
+    summary = json.loads(summary_path.read_text())
+    assert [r["batch_size"] for r in summary["results"]] == [1, 3]
+    assert summary["new_tokens"] == 5 and all(r["items_per_s"] > 0 for r in summary["results"])
+
+
+def test_gpu_check_builds_the_real_3b_sizes():
+    check = _load_script("gpu_eval_check")
+    config = check.build_config(check.QWEN25_VL_3B)
+    text = config.text_config
+    assert (text.hidden_size, text.num_hidden_layers, text.num_key_value_heads) == (2048, 36, 2)
+    assert (config.vision_config.depth, config.vision_config.out_hidden_size) == (32, 2048)
+    assert config.image_token_id == 151655
+
+
+def test_vllm_backend_says_how_to_install_it(tmp_path):
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here")
+    from preresq.evaluation.vllm_backend import VLLMNotInstalledError
+
+    with pytest.raises(VLLMNotInstalledError, match=r"pip install 'preresq\[vllm\]'.*predictor=hf"):
+        evaluate(eval_cfg(tmp_path, "predictor=vllm", "limit=2"))

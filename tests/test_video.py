@@ -1,0 +1,280 @@
+"""Views of a clip (preresq.data.video): frame rules, decoding, errors, fallback.
+
+Test clips are written with PyAV (H.264 with B-frames) and show their own frame index as
+8 black/white stripes (a binary number, most significant bit left), which survives lossy
+coding and downscaling, so every mosaic tile and local frame can be traced to its frame.
+"""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+from PIL import Image
+
+from preresq.data import video
+from preresq.data.video import (
+    ViewSpec,
+    VideoDecodeError,
+    fit_size,
+    frame_at,
+    frame_indices,
+    load_views,
+    plan_views,
+)
+
+W, H, BITS = 224, 112, 8
+# Tiles of 112x56 (half size) and local frames at native size.
+SMALL = {"grid": 4, "mosaic_max_pixels": 16 * 112 * 56, "local_max_pixels": W * H}
+
+
+def index_frame(i: int) -> np.ndarray:
+    frame = np.full((H, W, 3), 20, np.uint8)
+    stripe = W // BITS
+    for b in range(BITS):
+        if (i >> (BITS - 1 - b)) & 1:
+            frame[:, b * stripe:(b + 1) * stripe] = 235
+    return frame
+
+
+def read_index(image) -> int:
+    """The frame index shown by an image (or a tile) of ``index_frame``."""
+    a = np.asarray(image, dtype=np.float32)
+    h, w = a.shape[:2]
+    stripe = w / BITS
+    bits = [a[h // 4:3 * h // 4, int(b * stripe + stripe / 4):int(b * stripe + 3 * stripe / 4)].mean() > 128
+            for b in range(BITS)]
+    return sum(int(bit) << (BITS - 1 - k) for k, bit in enumerate(bits))
+
+
+def write_clip(path, num_frames: int, gop: int = 8, codec: str = "libx264") -> str:
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.gop_size = gop
+        stream.codec_context.time_base = Fraction(1, 25)
+        if codec == "libx264":
+            stream.options = {"crf": "12", "bf": "3"}  # B-frames: decode order != display order
+        for i in range(num_frames):
+            frame = av.VideoFrame.from_ndarray(index_frame(i), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clips")
+    return {
+        "gop8": write_clip(root / "gop8.mp4", 40, gop=8),
+        "gop250": write_clip(root / "gop250.mp4", 40, gop=250),
+        "short": write_clip(root / "short.mp4", 5),
+    }
+
+
+def tile_indices(mosaic: Image.Image, rows: int, cols: int) -> list[int]:
+    a = np.asarray(mosaic)
+    th, tw = a.shape[0] // rows, a.shape[1] // cols
+    return [read_index(a[r * th:(r + 1) * th, c * tw:(c + 1) * tw]) for r in range(rows) for c in range(cols)]
+
+
+# --------------------------------------------------------------------------- pure rules
+
+
+def test_frame_indices_examples():
+    assert frame_indices(300, 4) == [37, 112, 187, 262]
+    assert frame_indices(16, 16) == list(range(16))
+    assert frame_indices(32, 16) == list(range(1, 32, 2))
+    assert frame_indices(5, 16) == [0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 4, 4, 4]
+    assert frame_indices(1, 3) == [0, 0, 0]
+
+
+@pytest.mark.parametrize("num_frames", [1, 2, 5, 15, 16, 17, 40, 299, 300, 1001])
+@pytest.mark.parametrize("count", [1, 3, 16, 25])
+def test_frame_indices_properties(num_frames, count):
+    idx = frame_indices(num_frames, count)
+    assert len(idx) == count
+    assert all(0 <= i < num_frames for i in idx)
+    assert idx == sorted(idx)  # time order
+    if num_frames >= count:
+        assert len(set(idx)) == count  # distinct frames when there are enough
+    else:  # every frame shown, each as often as the others give or take one
+        reps = np.bincount(idx, minlength=num_frames)
+        assert reps.min() >= 1 and reps.max() - reps.min() <= 1
+    # Each is the frame on screen at the centre of its span.
+    assert idx == [frame_at(num_frames, (i + 0.5) / count) for i in range(count)]
+
+
+def test_frame_at():
+    assert [frame_at(300, p) for p in (0.0, 0.25, 0.5, 0.75, 1.0)] == [0, 75, 150, 225, 299]
+    assert [frame_at(5, p) for p in (0.25, 0.5, 0.75)] == [1, 2, 3]
+    assert frame_at(100, 0.29) == 29  # 0.29 * 100 is 28.999... in binary
+    with pytest.raises(ValueError):
+        frame_at(10, 1.5)
+    with pytest.raises(ValueError):
+        frame_at(0, 0.5)
+
+
+def test_fit_size():
+    assert fit_size(1280, 720, 802816 // 16) == (280, 168)
+    assert fit_size(1280, 720, 401408) == (840, 448)
+    assert fit_size(112, 112, 50176) == (112, 112)  # never enlarged past rounding
+    for w, h, budget in [(1920, 1080, 100000), (720, 1280, 50000), (3000, 200, 40000)]:
+        fw, fh = fit_size(w, h, budget)
+        assert fw % 28 == 0 and fh % 28 == 0 and fw * fh <= budget
+
+
+def test_plan_default():
+    plan = plan_views(300, ViewSpec())
+    assert plan.mosaic == frame_indices(300, 16)
+    assert plan.local == [75, 150, 225]
+    assert plan.crop is None
+    assert plan.needed() == sorted(set(plan.mosaic + plan.local))
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="unknown video view settings"):
+        ViewSpec.from_cfg(grdi=4)
+    with pytest.raises(ValueError, match="num_local"):
+        ViewSpec.from_cfg(num_local=3, local_positions=[0.5])
+    with pytest.raises(ValueError, match="outside"):
+        ViewSpec.from_cfg(local_positions=[1.2])
+    with pytest.raises(ValueError, match="backend"):
+        ViewSpec.from_cfg(backend="opencv")
+
+
+def test_default_config_file():
+    cfg = video.default_config()
+    assert ViewSpec.from_cfg(**cfg) == ViewSpec()  # the yaml and the code agree
+    assert ViewSpec.from_cfg(**OmegaConf.create(cfg)) == ViewSpec()  # a Hydra node works too
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+@pytest.mark.parametrize("clip", ["gop8", "gop250"])
+def test_views_come_from_the_stated_frames(clips, clip, backend):
+    views = load_views(clips[clip], backend=backend, **SMALL)
+    assert len(views) == 4 and all(v.mode == "RGB" for v in views)
+    mosaic, *local = views
+    assert mosaic.size == (4 * 112, 4 * 56)
+    assert tile_indices(mosaic, 4, 4) == frame_indices(40, 16) == [1, 3, 6, 8, 11, 13, 16, 18, 21,
+                                                                   23, 26, 28, 31, 33, 36, 38]
+    assert [read_index(v) for v in local] == [10, 20, 30]
+    tile_area = (mosaic.width // 4) * (mosaic.height // 4)
+    assert all(v.size == (W, H) and v.width * v.height >= 4 * tile_area for v in local)
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_short_clip_repeats_frames_evenly(clips, backend):
+    mosaic, *local = load_views(clips["short"], backend=backend, **SMALL)
+    assert tile_indices(mosaic, 4, 4) == [0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 4, 4, 4]
+    assert [read_index(v) for v in local] == [1, 2, 3]
+
+
+def test_grid_positions_and_crop_are_configurable(clips):
+    views = load_views(clips["gop8"], grid=[2, 3], local_positions=[0.0, 1.0],
+                       crop={"size": 56, "position": 0.5},
+                       mosaic_max_pixels=6 * 112 * 56, local_max_pixels=W * H)
+    mosaic, first, last, crop = views
+    assert tile_indices(mosaic, 2, 3) == frame_indices(40, 6)
+    assert [read_index(first), read_index(last)] == [0, 39]
+    # The crop is native pixels: the centre of the (unresized) frame at position 0.5.
+    middle = load_views(clips["gop8"], num_local=1, local_max_pixels=W * H)[1]
+    assert crop.size == (56, 56)
+    box = ((W - 56) // 2, (H - 56) // 2, (W + 56) // 2, (H + 56) // 2)
+    assert np.array_equal(np.asarray(crop), np.asarray(middle.crop(box)))
+
+
+def test_default_views_fit_their_budgets(clips):
+    mosaic, *local = load_views(clips["gop8"], **video.default_config())
+    assert len(local) == 3
+    for view, budget in [(mosaic, 802816)] + [(v, 401408) for v in local]:
+        assert view.width % 28 == 0 and view.height % 28 == 0
+        assert view.width * view.height <= budget
+
+
+def test_pyav_decodes_only_up_to_the_needed_frame(clips):
+    """The fallback seeks to the keyframe before a frame instead of decoding from the start."""
+    reader = video._PyAVReader(Path(clips["gop8"]), 1)
+
+    class Counting:
+        def __init__(self, container):
+            self.container, self.decoded = container, 0
+
+        def seek(self, *args, **kwargs):
+            return self.container.seek(*args, **kwargs)
+
+        def decode(self, *args, **kwargs):
+            for frame in self.container.decode(*args, **kwargs):
+                self.decoded += 1
+                yield frame
+
+        def close(self):
+            self.container.close()
+
+    reader._container = counting = Counting(reader._container)
+    try:
+        [(index, frame)] = list(reader.frames([37]))
+    finally:
+        reader.close()
+    assert index == 37 and read_index(frame) == 37
+    assert counting.decoded <= 16  # from the last keyframe (interval <= 8), not all 38
+
+
+# --------------------------------------------------------------------------- errors and fallback
+
+
+@pytest.mark.parametrize("backend", ["auto", "decord", "pyav"])
+@pytest.mark.parametrize("content", ["empty", "garbage", "truncated"])
+def test_broken_file_raises_naming_it(clips, tmp_path, backend, content):
+    path = tmp_path / f"broken_{content}.mp4"
+    data = open(clips["gop250"], "rb").read()
+    path.write_bytes({"empty": b"", "garbage": np.random.default_rng(0).bytes(5000),
+                      "truncated": data[:len(data) // 2]}[content])
+    with pytest.raises(VideoDecodeError, match=str(path)):
+        load_views(path, backend=backend)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.mp4"):
+        load_views(tmp_path / "nope.mp4")
+
+
+def test_falls_back_to_pyav_when_decord_cannot_open(clips, monkeypatch, caplog):
+    import decord
+
+    def refuse(path, num_threads):
+        raise decord.DECORDError(f"ERROR opening: {path}")
+
+    monkeypatch.setattr(video, "_DecordReader", refuse)
+    with caplog.at_level(logging.WARNING, logger="preresq.data.video"):
+        mosaic, *local = load_views(clips["gop8"], **SMALL)
+    assert tile_indices(mosaic, 4, 4) == frame_indices(40, 16)
+    assert [read_index(v) for v in local] == [10, 20, 30]
+    assert "trying PyAV" in caplog.text and clips["gop8"] in caplog.text
+    with pytest.raises(VideoDecodeError, match="decord cannot decode"):
+        load_views(clips["gop8"], backend="decord")
+
+
+def test_falls_back_to_pyav_when_decord_fails_mid_clip(clips, monkeypatch):
+    import decord
+
+    class FailsReading(video._DecordReader):
+        def frames(self, indices):
+            yield from ()
+            raise decord.DECORDError("Error getting frame")
+
+    monkeypatch.setattr(video, "_DecordReader", FailsReading)
+    mosaic, *local = load_views(clips["short"], **SMALL)
+    assert [read_index(v) for v in local] == [1, 2, 3]
