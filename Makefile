@@ -16,11 +16,11 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --no-compile -e .
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-compile -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -28,7 +28,7 @@ install-dev: $(VENV)/.installed-dev
 
 ## make demo: build the demo set, evaluate the tiny policy, train it with GRPO, evaluate again.
 demo: $(VENV)/.installed
-	$(BIN)/python scripts/demo.py
+	$(BIN)/python scripts/demo.py +experiment=demo
 
 ## make test: every test, the slow end-to-end ones included.
 test: $(VENV)/.installed-dev

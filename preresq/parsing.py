@@ -120,7 +120,9 @@ def completion_text(completion: str | list | dict) -> str:
     Plain prompts give a string; conversational prompts (the VLM case) give a list of
     messages such as ``[{"role": "assistant", "content": "..."}]``, where ``content`` may
     also be a list of parts ``[{"type": "text", "text": "..."}]``. The text of every
-    assistant message is joined in order; non-text parts are skipped.
+    assistant message is joined in order; non-text parts are skipped. When a response
+    parser has split the think block off into ``reasoning_content`` (TRL does so for
+    tokenizers with a response schema), it is put back as ``<think>...</think>``.
     """
     if isinstance(completion, str):
         return completion
@@ -134,6 +136,9 @@ def completion_text(completion: str | list | dict) -> str:
             raise TypeError(f"completion message must be a dict with 'content'; got {message!r:.80}")
         if message.get("role", "assistant") != "assistant":
             continue
+        reasoning = message.get("reasoning_content")
+        if reasoning:
+            pieces.append(f"<think>{reasoning}</think>")
         content = message["content"]
         if isinstance(content, str):
             pieces.append(content)

@@ -66,8 +66,8 @@ def test_rank_metrics_ignore_monotone_transforms_plcc_does_not():
 
 def test_logistic_fit_straightens_a_sigmoid():
     x = np.linspace(-3, 3, 60)
-    y = logistic_4(x, 4.8, 1.2, 0.3, 0.6)
-    assert plcc(x, y) < 0.97
+    y = logistic_4(x, 4.8, 1.2, 0.3, 0.4)
+    assert plcc(x, y) < 0.95
     assert plcc_logistic(x, y) == pytest.approx(1.0, abs=1e-6)
     params = fit_logistic(x, y)
     assert np.allclose(logistic_4(x, *params), y, atol=1e-4)
@@ -120,11 +120,11 @@ def test_vectorised_bootstrap_equals_the_plain_one():
     rng = np.random.default_rng(3)
     gt = np.round(rng.uniform(1, 5, 60), 1)
     pred = gt + rng.normal(0, 1, 60)
-    fast = bootstrap_ci(srcc, pred, gt, n_samples=200, seed=5)
-    slow = bootstrap_ci(lambda p, g: srcc(p, g), pred, gt, n_samples=200, seed=5)
+    fast = bootstrap_ci(srcc, pred, gt, n_samples=40, seed=5)
+    slow = bootstrap_ci(lambda p, g: srcc(p, g), pred, gt, n_samples=40, seed=5)
     assert fast == pytest.approx(slow, abs=1e-12)
-    fast = bootstrap_ci(plcc, pred, gt, n_samples=200, seed=5)
-    slow = bootstrap_ci(lambda p, g: plcc(p, g), pred, gt, n_samples=200, seed=5)
+    fast = bootstrap_ci(plcc, pred, gt, n_samples=40, seed=5)
+    slow = bootstrap_ci(lambda p, g: plcc(p, g), pred, gt, n_samples=40, seed=5)
     assert fast == pytest.approx(slow, abs=1e-12)
 
 

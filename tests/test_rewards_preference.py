@@ -33,7 +33,7 @@ def test_pairwise_sorted_rank_matching():
     out = _batch([[4.0, 3.0], [1.5, 2.5]], [4.0, 2.0])
     low = math.sqrt(2 / 3.5)  # 3.0 vs 1.5, the smallest of each image
     high = math.sqrt(2 / 2.5)  # 4.0 vs 2.5, the largest of each image
-    assert out["pairwise"].tolist() == pytest.approx([[high, low], [low, high]], rel=1e-6)
+    torch.testing.assert_close(out["pairwise"], torch.tensor([[high, low], [low, high]]))
 
 
 def test_pairwise_sorted_ties_keep_response_order():

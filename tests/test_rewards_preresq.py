@@ -201,7 +201,7 @@ def _predictions_tie(s, valid):
     return False
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(batches())
 def test_property_shape_no_nan_and_floor(batch):
     s, mos, valid = batch

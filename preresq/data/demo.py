@@ -104,7 +104,8 @@ def level_score(level: int, max_level: int) -> float:
     """Score of an item at distortion ``level`` (0 = clean = 5.0, ``max_level`` = 1.0)."""
     if not 0 <= level <= max_level:
         raise ValueError(f"level {level} outside 0..{max_level}")
-    return 5.0 - 4.0 * level / max_level
+    # One division, so that 5 - 4 * 4 / 5 is exactly 1.8 and scores compare equal to literals.
+    return (5.0 * max_level - 4.0 * level) / max_level
 
 
 # --------------------------------------------------------------------------- distortions

@@ -188,7 +188,9 @@ def write_clip(path: Path, frames: list[Image.Image], fps: int, codec: str,
         stream.codec_context.thread_count = 1
         stream.options = options
         for i, image in enumerate(frames):
-            frame = av.VideoFrame.from_image(image)
+            # Converted here, not inside encode(): the encoder's own conversion gave
+            # run-to-run differences in the output bytes.
+            frame = av.VideoFrame.from_image(image).reformat(format="yuv420p")
             frame.pts = i
             for packet in stream.encode(frame):
                 out.mux(packet)

@@ -124,7 +124,8 @@ def _csv_rows(path: Path, required: dict[str, str]) -> list[tuple[int, dict[str,
     return rows
 
 
-def _xlsx_rows(path: Path, sheet: str | None) -> tuple[list[str], list[tuple[int, tuple]]]:
+def _xlsx_rows(path: Path, sheet: str | None,
+               skip_blank: bool = True) -> tuple[list[str], list[tuple[int, tuple]]]:
     """Header and data rows of one sheet of a spreadsheet (row numbers as Excel shows them)."""
     from openpyxl import load_workbook
 
@@ -143,7 +144,7 @@ def _xlsx_rows(path: Path, sheet: str | None) -> tuple[list[str], list[tuple[int
         raise ValueError(f"{path}: sheet is empty")
     header = ["" if h is None else str(h).strip() for h in rows[0]]
     data = [(i, row) for i, row in enumerate(rows[1:], start=2)
-            if row and any(cell is not None and str(cell).strip() for cell in row)]
+            if not skip_blank or any(cell is not None and str(cell).strip() for cell in row)]
     return header, data
 
 
@@ -336,10 +337,10 @@ def read_bid_xlsx(path: str | Path, name_format: str = "DatabaseImage{:04d}.JPG"
     because the sheet carries notes below the table.
     """
     path = _need_file(path)
-    _, data = _xlsx_rows(path, sheet)
+    _, data = _xlsx_rows(path, sheet, skip_blank=False)
     rows = []
     for n, row in data:
-        if row[0] is None or str(row[0]).strip() == "":
+        if not row or row[0] is None or str(row[0]).strip() == "":
             break
         number = _float(row[0], f"{path}: row {n}")
         if number != int(number):
@@ -441,11 +442,13 @@ def read_youtube_ugc_xlsx(path: str | Path, sheet: str = "MOS", score_column: st
     path = _need_file(path)
     header, data = _xlsx_rows(path, sheet)
     vid_col, mos_col = _column(header, "vid", path), _column(header, score_column, path)
-    return [LabelRow(name=str(row[vid_col]).strip() + suffix,
-                     mos=_float(row[mos_col], f"{path}: row {n}"), line=n,
-                     extra={"category": row[_column(header, "category", path)]}
-                     if "category" in [h.lower() for h in header] else {})
-            for n, row in data]
+    cat_col = _column(header, "category", path) if "category" in (h.lower() for h in header) else None
+    rows = []
+    for n, row in data:
+        extra = {"category": row[cat_col]} if cat_col is not None else {}
+        rows.append(LabelRow(name=str(row[vid_col]).strip() + suffix,
+                             mos=_float(row[mos_col], f"{path}: row {n}"), line=n, extra=extra))
+    return rows
 
 
 # --------------------------------------------------------------------------- the demo set
@@ -474,3 +477,11 @@ def read_demo_set(path: str | Path, **params) -> list[LabelRow]:
                                  id=f"{prefix}/{record.id}", split=split,
                                  extra={**record.extra, "label_file": f"{split}.jsonl"}))
     return rows
+
+
+@register_reader("demo_video_set")
+def read_demo_video_set(path: str | Path, **params) -> list[LabelRow]:
+    """The demo clip set (``preresq.data.demo_video``); the video twin of ``demo_set``."""
+    from preresq.data.demo_video import read_demo_video_set as read
+
+    return read(path, **params)

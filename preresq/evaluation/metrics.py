@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 __all__ = [
     "DegenerateInputWarning", "srcc", "plcc", "plcc_logistic", "krcc", "logistic_4",
@@ -96,10 +96,19 @@ def krcc(pred: Sequence[float], gt: Sequence[float]) -> float:
 
 
 def logistic_4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
-    """The VQEG 4-parameter logistic: from b2 (x -> -inf) to b1 (x -> +inf), centre b3."""
-    # exp overflows to inf for far-out x during the fit; the limit (b2) is the right value.
-    with np.errstate(over="ignore"):
-        return (b1 - b2) / (1.0 + np.exp(-(x - b3) / b4)) + b2
+    """The VQEG 4-parameter logistic: from b2 (x -> -inf) to b1 (x -> +inf), centre b3.
+
+    Written with ``expit`` (the same function, without overflow for far-out x).
+    """
+    return (b1 - b2) * special.expit((np.asarray(x) - b3) / b4) + b2
+
+
+def _logistic_jacobian(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
+    # Analytic derivatives: curve_fit's finite differences scale their step with the
+    # parameter, so a centre starting at mean x = 0 would never move.
+    s = special.expit((x - b3) / b4)
+    slope = (b1 - b2) * s * (1.0 - s)
+    return np.stack([s, 1.0 - s, -slope / b4, -slope * (x - b3) / b4**2], axis=1)
 
 
 def fit_logistic(pred: Sequence[float], gt: Sequence[float]) -> np.ndarray | None:
@@ -120,7 +129,8 @@ def fit_logistic(pred: Sequence[float], gt: Sequence[float]) -> np.ndarray | Non
         with warnings.catch_warnings():
             # Only the fitted curve is used, never the parameters' covariance.
             warnings.simplefilter("ignore", optimize.OptimizeWarning)
-            params, _ = optimize.curve_fit(logistic_4, x, y, p0=p0, maxfev=20000)
+            params, _ = optimize.curve_fit(logistic_4, x, y, p0=p0, jac=_logistic_jacobian,
+                                           maxfev=20000)
     except RuntimeError as e:
         warnings.warn(f"4-parameter logistic fit did not converge ({e}): returning NaN",
                       DegenerateInputWarning, stacklevel=2)

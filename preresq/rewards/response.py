@@ -46,11 +46,6 @@ def spread_penalty(
     return torch.where(valid, penalty, torch.zeros_like(penalty))
 
 
-def _triples(k: int, device: torch.device) -> torch.Tensor:
-    """All 3-subsets of range(k) as [T, 3], each row in increasing index order."""
-    return torch.combinations(torch.arange(k, device=device), r=3)
-
-
 def triplet_balance(
     s: torch.Tensor,
     valid: torch.Tensor,
@@ -66,6 +61,12 @@ def triplet_balance(
     are ordered by response index) gains 1, and each extreme response gains 1 when
     ``|value - median| < tol - margin``. T = gain / (dims * triples holding k) * lambda_triple,
     0 when fewer than 3 responses are valid.
+
+    Counted without enumerating triples. In the stable order of the n valid values let
+    r_j be j's rank (0..n-1). Response k is the median of {k, x, y} when one of x, y
+    comes before it: (r_k) * (n - 1 - r_k) triples. It is the minimum when both come
+    after it, and then the median is the earlier of the two, x, paired with any y after
+    x: n - 1 - r_x triples per x. Symmetrically, as the maximum: r_y triples per y.
     """
     b, k, d = s.shape
     if dims > d:
@@ -73,26 +74,24 @@ def triplet_balance(
     out = torch.zeros((b, k), dtype=s.dtype, device=s.device)
     if k < 3 or b == 0 or dims <= 0:
         return out
-    tri = _triples(k, s.device)  # [T, 3]
-    v = s[:, :, :dims][:, tri]  # [B, T, 3, dims]
-    x0, x1, x2 = v[:, :, 0], v[:, :, 1], v[:, :, 2]
-    # Stable rank of each member: smaller values, plus equal values at a lower index.
-    rank0 = (x1 < x0).long() + (x2 < x0).long()
-    rank1 = (x0 <= x1).long() + (x2 < x1).long()
-    rank2 = (x0 <= x2).long() + (x1 <= x2).long()
-    is_median = torch.stack((rank0 == 1, rank1 == 1, rank2 == 1), dim=2)
-    median = torch.maximum(torch.minimum(x0, x1), torch.minimum(torch.maximum(x0, x1), x2))
-    near = (v - median.unsqueeze(2)).abs() < (tol - margin)
-    gain = (is_median | near).sum(dim=3)  # [B, T, 3], summed over dimensions
-    gain = gain * valid[:, tri].all(dim=2, keepdim=True)
-    # Scatter each triple member's gain to its response index.
-    incidence = torch.nn.functional.one_hot(tri.reshape(-1), k).to(s.dtype)  # [T*3, K]
-    per_response = gain.reshape(b, -1).to(s.dtype) @ incidence
-    n = valid.sum(dim=1, keepdim=True)
-    holding = (n - 1) * (n - 2) // 2  # triples of valid responses that hold a given one
-    denom = (dims * holding).to(s.dtype)
+    v = s[:, :, :dims].transpose(1, 2)  # [B, dims, K]
+    vk, vj = v.unsqueeze(3), v.unsqueeze(2)  # k along dim 2, j along dim 3
+    idx = torch.arange(k, device=s.device)
+    earlier_index = idx[None, :] < idx[:, None]  # [k, j]: j < k
+    other = valid[:, None, None, :] & ~torch.eye(k, dtype=torch.bool, device=s.device)
+    before = ((vj < vk) | ((vj == vk) & earlier_index)) & other  # j precedes k, [B, dims, K, K]
+    after = other & ~before
+    rank = before.sum(dim=3)  # [B, dims, K]: stable rank among valid responses
+    n = valid.sum(dim=1)[:, None, None]  # [B, 1, 1]
+    as_median = rank * (n - 1 - rank)
+    near = (vj - vk).abs() < (tol - margin)
+    rank_j = rank.unsqueeze(2)  # rank of j, broadcast along k
+    as_min = ((near & after) * (n.unsqueeze(3) - 1 - rank_j)).sum(dim=3)
+    as_max = ((near & before) * rank_j).sum(dim=3)
+    gain = (as_median + as_min + as_max).sum(dim=1).to(s.dtype)  # [B, K], over dimensions
+    holding = (n[:, :, 0] - 1) * (n[:, :, 0] - 2) // 2  # triples of valid responses holding k
     ok = valid & (holding > 0)
-    return torch.where(ok, per_response / denom.clamp(min=1) * lambda_triple, out)
+    return torch.where(ok, gain / (dims * holding).clamp(min=1).to(s.dtype) * lambda_triple, out)
 
 
 def gt_rank(
