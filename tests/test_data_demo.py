@@ -113,12 +113,13 @@ def test_demo_cards_read_the_same_set(tmp_path):
 def test_default_demo_builds_quickly(tmp_path):
     import time
 
-    start = time.perf_counter()
+    # CPU time, not wall time: a busy shared machine must not fail this test.
+    start = time.process_time()
     folder = build_demo(None, root=tmp_path)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     info = json.loads((folder / "info.json").read_text())
     assert info["crops"] == 48 and sum(info["counts"].values()) > 1000
-    assert elapsed < 60, f"default demo set took {elapsed:.1f} s to build"
+    assert elapsed < 60, f"default demo set took {elapsed:.1f} s of CPU to build"
 
 
 @pytest.mark.slow
