@@ -72,10 +72,10 @@ def _rss_mb() -> float:
 
 def measure(kind: str, path: str) -> dict:
     """Run one operation in this process; return its time and memory."""
-    from preresq.data import video
-
     import av  # noqa: F401  (both decoders are loaded before the baseline RSS is read)
     import decord
+
+    from preresq.data import video
 
     cfg = video.default_config()
     before = _rss_mb()

@@ -18,8 +18,8 @@ from PIL import Image
 
 from preresq.data import video
 from preresq.data.video import (
-    ViewSpec,
     VideoDecodeError,
+    ViewSpec,
     fit_size,
     frame_at,
     frame_indices,

@@ -30,7 +30,8 @@ Decoding uses decord, seeking by index and decoding forward from the nearest key
 frames are converted one at a time and dropped once their views are made, so memory holds
 one full frame plus the small views. When decord cannot open or read a file, PyAV does the
 same job (one demux pass without decoding to learn every frame's timestamp and the
-keyframes, then seek and decode only up to each needed frame).
+keyframes, then seek and decode only up to each needed frame). Frames are shown as
+stored: display-rotation metadata (portrait phone clips) is not applied by either decoder.
 """
 
 from __future__ import annotations
@@ -144,7 +145,10 @@ class ViewSpec:
         unknown = set(cfg) - known
         if unknown:
             raise ValueError(f"unknown video view settings {sorted(unknown)}; known: {sorted(known)}")
-        kw: dict = {k: cfg[k] for k in known - {"grid", "local_positions", "crop"} if k in cfg}
+        kw: dict = {k: int(cfg[k]) for k in ("num_local", "mosaic_max_pixels", "local_max_pixels",
+                                             "factor", "num_threads") if cfg.get(k) is not None}
+        if cfg.get("backend") is not None:
+            kw["backend"] = str(cfg["backend"])
         if cfg.get("grid") is not None:
             grid = cfg["grid"]
             kw["grid"] = (int(grid), int(grid)) if isinstance(grid, int) else tuple(int(g) for g in grid)
