@@ -42,6 +42,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check preresq scripts tests
 
 bench: $(VENV)/.installed
+	$(BIN)/python scripts/bench_data.py
 	$(BIN)/python scripts/bench_rewards.py
 	$(BIN)/python scripts/bench_eval.py
 	$(BIN)/python scripts/bench_video.py

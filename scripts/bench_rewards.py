@@ -18,7 +18,9 @@ from pathlib import Path
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "tests"))  # the loop reference lives beside the tests that use it
+sys.path.insert(
+    0, str(REPO_ROOT / "tests")
+)  # the loop reference lives beside the tests that use it
 
 from reference_reward import reference_reward  # noqa: E402
 
@@ -33,12 +35,12 @@ def _inputs(b: int, k: int, d: int, seed: int = 0):
     return s, mos
 
 
-def _median_seconds(fn, repeats: int):
-    """(median seconds over ``repeats`` calls, the last call's result)."""
+def _median_seconds(fn, args: tuple, repeats: int):
+    """(median seconds over ``repeats`` calls of ``fn(*args)``, the last call's result)."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        result = fn()
+        result = fn(*args)
         times.append(time.perf_counter() - start)
     return statistics.median(times), result
 
@@ -55,12 +57,14 @@ def main() -> None:
         s, mos = _inputs(b, k, d)
         s_list, mos_list = s.double().tolist(), mos.double().tolist()
         preresq_reward(s, mos)  # warm-up
-        fast, out = _median_seconds(lambda: preresq_reward(s, mos), args.repeats)
-        slow, ref = _median_seconds(lambda: reference_reward(s_list, mos_list), args.loop_repeats)
+        fast, out = _median_seconds(preresq_reward, (s, mos), args.repeats)
+        slow, ref = _median_seconds(reference_reward, (s_list, mos_list), args.loop_repeats)
         # the two must agree, or the timing compares different things
         gap = (out["total"].double() - torch.tensor(ref["total"], dtype=torch.float64)).abs().max()
-        print(f"{f'{b} x {k} x {d}':>12} {fast * 1e3:>9.2f} ms {slow * 1e3:>9.1f} ms {slow / fast:>9.0f}x"
-              f"   max |difference| {gap:.1e}")
+        print(
+            f"{f'{b} x {k} x {d}':>12} {fast * 1e3:>9.2f} ms {slow * 1e3:>9.1f} ms {slow / fast:>9.0f}x"
+            f"   max |difference| {gap:.1e}"
+        )
 
 
 if __name__ == "__main__":

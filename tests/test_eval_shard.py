@@ -32,7 +32,10 @@ def _worker(rank: int, world_size: int, port: int, out: str, stop_after) -> None
 
 
 def _run(world_size: int, out, stop_after=None) -> list[int]:
-    mp.spawn(_worker, args=(world_size, _free_port(), str(out), stop_after), nprocs=world_size)
+    # fork, not spawn: a child inherits the imported modules instead of paying a
+    # fresh torch + transformers import (a minute on a busy 2-core machine).
+    mp.start_processes(_worker, args=(world_size, _free_port(), str(out), stop_after),
+                       nprocs=world_size, start_method="fork")
     return [int((out / f"items.rank{r}").read_text()) for r in range(world_size)]
 
 

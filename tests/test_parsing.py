@@ -69,10 +69,22 @@ def test_format_ok_strict_layout():
 def test_completion_text_shapes():
     assert completion_text("plain") == "plain"
     assert completion_text([{"role": "assistant", "content": IQA}]) == IQA
-    parts = [{"role": "assistant", "content": [{"type": "text", "text": "<think>a</think>"}, {"type": "text", "text": "<answer>4</answer>"}]}]
+    parts = [
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "<think>a</think>"},
+                {"type": "text", "text": "<answer>4</answer>"},
+            ],
+        }
+    ]
     assert completion_text(parts) == "<think>a</think><answer>4</answer>"
     assert completion_text({"role": "assistant", "content": "x"}) == "x"
-    split = {"role": "assistant", "reasoning_content": "sharp", "content": "<answer>4.10\n3.90</answer>"}
+    split = {
+        "role": "assistant",
+        "reasoning_content": "sharp",
+        "content": "<answer>4.10\n3.90</answer>",
+    }
     assert format_ok(completion_text([split]), 2)
     with pytest.raises(TypeError, match="int"):
         completion_text(3)

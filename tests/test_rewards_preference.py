@@ -61,9 +61,15 @@ def test_pairwise_mean_over_partners():
 
 def test_triplet_rank_hand_values():
     mos = [3.0, 2.0, 1.0]
-    assert _batch([[3.0], [2.0], [1.0]], mos)["triplet_rank"][:, 0].tolist() == pytest.approx([1.0] * 3)
-    assert _batch([[1.0], [2.0], [3.0]], mos)["triplet_rank"][:, 0].tolist() == pytest.approx([0.0] * 3)
-    assert _batch([[3.0], [1.0], [2.0]], mos)["triplet_rank"][:, 0].tolist() == pytest.approx([2 / 3] * 3)
+    assert _batch([[3.0], [2.0], [1.0]], mos)["triplet_rank"][:, 0].tolist() == pytest.approx(
+        [1.0] * 3
+    )
+    assert _batch([[1.0], [2.0], [3.0]], mos)["triplet_rank"][:, 0].tolist() == pytest.approx(
+        [0.0] * 3
+    )
+    assert _batch([[3.0], [1.0], [2.0]], mos)["triplet_rank"][:, 0].tolist() == pytest.approx(
+        [2 / 3] * 3
+    )
 
 
 def test_triplet_rank_same_response_index_only():
@@ -75,8 +81,12 @@ def test_triplet_rank_same_response_index_only():
 
 def test_triplet_rank_strict_comparisons_on_equal_mos():
     # images 1 and 2 share a MOS: "p1 > p2" must be False to agree with "g1 > g2"
-    assert _batch([[1.0], [2.0], [4.0]], [2.0, 3.0, 3.0])["triplet_rank"][0, 0].item() == pytest.approx(1.0)
-    assert _batch([[1.0], [4.0], [2.0]], [2.0, 3.0, 3.0])["triplet_rank"][0, 0].item() == pytest.approx(2 / 3)
+    assert _batch([[1.0], [2.0], [4.0]], [2.0, 3.0, 3.0])["triplet_rank"][
+        0, 0
+    ].item() == pytest.approx(1.0)
+    assert _batch([[1.0], [4.0], [2.0]], [2.0, 3.0, 3.0])["triplet_rank"][
+        0, 0
+    ].item() == pytest.approx(2 / 3)
 
 
 def test_triplet_rank_mean_over_pairs():
@@ -98,7 +108,9 @@ def test_visualquality_r1_equal_images_give_half_probability():
     out = visualquality_r1_reward(s, torch.tensor([4.0, 2.0]))
     # q = Phi(0) = 0.5, y = 1 for image 0: sqrt(0.5 + eps) + sqrt(eps)
     eps = 1e-6
-    assert out["total"][0].tolist() == pytest.approx([math.sqrt(0.5 + eps) + math.sqrt(eps)] * 2, rel=1e-6)
+    assert out["total"][0].tolist() == pytest.approx(
+        [math.sqrt(0.5 + eps) + math.sqrt(eps)] * 2, rel=1e-6
+    )
 
 
 def test_visualquality_r1_rewards_the_right_order():

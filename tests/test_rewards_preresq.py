@@ -28,17 +28,21 @@ def _random_batch(gen, b, k, d=5, grid=True, p_invalid=0.0):
         s = (s * 100).round() / 100
     else:
         s = torch.rand((b, k, d), generator=gen) * 4 + 1
-    mos = (torch.randint(100, 501, (b,), generator=gen).float() / 100)
+    mos = torch.randint(100, 501, (b,), generator=gen).float() / 100
     valid = torch.rand((b, k), generator=gen) >= p_invalid
     return s.float(), mos.float(), valid
 
 
 def _assert_matches_reference(s, mos, valid, **kw):
     out = preresq_reward(s, mos, valid, **kw)
-    ref = reference_reward(s.double().tolist(), mos.double().tolist(), None if valid is None else valid.tolist(), **kw)
+    ref = reference_reward(
+        s.double().tolist(), mos.double().tolist(), None if valid is None else valid.tolist(), **kw
+    )
     for key in KEYS:
         assert out[key].shape == s.shape[:2]
-        torch.testing.assert_close(out[key], torch.tensor(ref[key], dtype=torch.float32), atol=2e-7, rtol=1e-6, msg=key)
+        torch.testing.assert_close(
+            out[key], torch.tensor(ref[key], dtype=torch.float32), atol=2e-7, rtol=1e-6, msg=key
+        )
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -68,7 +72,9 @@ def test_matches_loop_reference_vqa_settings():
     s, mos, valid = _random_batch(gen, 5, 5, d=2, p_invalid=0.2)
     kw = {"balance_dims": 2, "w_gt_rank": 0.0, "divisor": 1.0}
     _assert_matches_reference(s, mos, valid, **kw)
-    torch.testing.assert_close(preresq_vqa_reward(s, mos, valid)["total"], preresq_reward(s, mos, valid, **kw)["total"])
+    torch.testing.assert_close(
+        preresq_vqa_reward(s, mos, valid)["total"], preresq_reward(s, mos, valid, **kw)["total"]
+    )
 
 
 def test_total_is_the_released_combination():
@@ -76,8 +82,11 @@ def test_total_is_the_released_combination():
     s, mos, _ = _random_batch(gen, 4, 4)
     out = preresq_reward(s, mos)
     combo = (
-        0.375 * out["pairwise"] - out["spread_penalty"] + 0.5 * out["triplet_balance"]
-        + 0.125 * out["triplet_rank"] + out["gt_rank"]
+        0.375 * out["pairwise"]
+        - out["spread_penalty"]
+        + 0.5 * out["triplet_balance"]
+        + 0.125 * out["triplet_rank"]
+        + out["gt_rank"]
     ) / 3
     torch.testing.assert_close(out["total"], combo)
 
@@ -86,7 +95,12 @@ def test_vqa_total_has_no_gt_rank_and_no_division():
     gen = torch.Generator().manual_seed(4)
     s, mos, _ = _random_batch(gen, 4, 4, d=2)
     out = preresq_vqa_reward(s, mos)
-    combo = 0.375 * out["pairwise"] - out["spread_penalty"] + 0.5 * out["triplet_balance"] + 0.125 * out["triplet_rank"]
+    combo = (
+        0.375 * out["pairwise"]
+        - out["spread_penalty"]
+        + 0.5 * out["triplet_balance"]
+        + 0.125 * out["triplet_rank"]
+    )
     torch.testing.assert_close(out["total"], combo)
 
 
@@ -185,10 +199,20 @@ def batches(draw, min_b=1, max_b=5, max_k=5, distinct_mos=False, ties=True):
     rating = _two_decimals | st.floats(1.0, 5.0, width=32)
     if ties:
         rating = rating | st.just(draw(_two_decimals))
-    s = draw(st.lists(st.lists(st.lists(rating, min_size=5, max_size=5), min_size=k, max_size=k), min_size=b, max_size=b))
+    s = draw(
+        st.lists(
+            st.lists(st.lists(rating, min_size=5, max_size=5), min_size=k, max_size=k),
+            min_size=b,
+            max_size=b,
+        )
+    )
     mos = draw(st.lists(_two_decimals, min_size=b, max_size=b, unique=distinct_mos))
     valid = draw(st.lists(st.lists(st.booleans(), min_size=k, max_size=k), min_size=b, max_size=b))
-    return torch.tensor(s, dtype=torch.float32), torch.tensor(mos, dtype=torch.float32), torch.tensor(valid)
+    return (
+        torch.tensor(s, dtype=torch.float32),
+        torch.tensor(mos, dtype=torch.float32),
+        torch.tensor(valid),
+    )
 
 
 def _predictions_tie(s, valid):
@@ -258,6 +282,12 @@ def test_property_matches_reference(batch):
 
 def test_floor_matches_definition_for_custom_weights():
     s = torch.full((2, 3, 5), 3.0)
-    out = preresq_reward(s, torch.tensor([3.0, 4.0]), torch.zeros(2, 3, dtype=torch.bool), lambda_std=0.0, w_pairwise=-1.0)
+    out = preresq_reward(
+        s,
+        torch.tensor([3.0, 4.0]),
+        torch.zeros(2, 3, dtype=torch.bool),
+        lambda_std=0.0,
+        w_pairwise=-1.0,
+    )
     assert out["total"][0, 0].item() == pytest.approx(-1.0 / 3)
     assert math.isfinite(out["total"].sum().item())

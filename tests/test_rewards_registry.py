@@ -33,11 +33,16 @@ def test_released_defaults_match_function_defaults():
     gen = torch.Generator().manual_seed(0)
     s = torch.rand(4, 6, 5, generator=gen) * 4 + 1
     mos = torch.rand(4, generator=gen) * 4 + 1
-    torch.testing.assert_close(preresq_reward(s, mos, **cfg.params)["total"], preresq_reward(s, mos)["total"])
+    torch.testing.assert_close(
+        preresq_reward(s, mos, **cfg.params)["total"], preresq_reward(s, mos)["total"]
+    )
 
 
 def test_lambda_std_override_switches_the_spread_penalty_off():
-    cfg = OmegaConf.merge(OmegaConf.load(CONFIG_DIR / "reward" / "preresq.yaml"), OmegaConf.from_dotlist(["params.lambda_std=0"]))
+    cfg = OmegaConf.merge(
+        OmegaConf.load(CONFIG_DIR / "reward" / "preresq.yaml"),
+        OmegaConf.from_dotlist(["params.lambda_std=0"]),
+    )
     funcs, _ = build_reward_funcs(cfg, 5, "tagged")
     flat = "<think>x</think><answer>\n4.00\n4.00\n4.00\n4.00\n4.00\n</answer>"
     funcs[0](prompts=["p"] * 3, completions=[flat] * 3, item_id=["a"] * 3, mos=[4.0] * 3)

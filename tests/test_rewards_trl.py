@@ -14,11 +14,19 @@ import torch.multiprocessing as mp
 from preresq.parsing import parse_answer
 from preresq.rewards import build_reward_funcs, group_batch, preresq_reward
 
-SCORES = [[4.10, 3.90, 4.20, 4.00, 3.70], [2.00, 2.30, 1.90, 2.10, 2.60], [3.00, 3.05, 3.10, 2.95, 3.40]]
+SCORES = [
+    [4.10, 3.90, 4.20, 4.00, 3.70],
+    [2.00, 2.30, 1.90, 2.10, 2.60],
+    [3.00, 3.05, 3.10, 2.95, 3.40],
+]
 
 
 def _text(scores):
-    return "<think>looked closely</think>\n<answer>\n" + "\n".join(f"{v:.2f}" for v in scores) + "\n</answer>"
+    return (
+        "<think>looked closely</think>\n<answer>\n"
+        + "\n".join(f"{v:.2f}" for v in scores)
+        + "\n</answer>"
+    )
 
 
 def _batch(num_items=4, k=3, seed=0):
@@ -41,10 +49,15 @@ def _preresq():
 
 
 def test_group_batch_by_item_id():
-    batch = group_batch(["b", "a", "b", "a", "b"], [2.0, 3.0, 2.0, 3.0, 2.0], [[1.0], None, [2.0], [3.0], [4.0]], 1)
+    batch = group_batch(
+        ["b", "a", "b", "a", "b"], [2.0, 3.0, 2.0, 3.0, 2.0], [[1.0], None, [2.0], [3.0], [4.0]], 1
+    )
     assert batch.item_ids == ["b", "a"]
     assert batch.row.tolist() == [0, 1, 0, 1, 0] and batch.col.tolist() == [0, 0, 1, 1, 2]
-    assert batch.valid.tolist() == [[True, True, True], [False, True, False]]  # a is padded to K = 3
+    assert batch.valid.tolist() == [
+        [True, True, True],
+        [False, True, False],
+    ]  # a is padded to K = 3
     assert batch.subscores[0, :, 0].tolist() == [1.0, 2.0, 4.0]
 
 
@@ -56,7 +69,13 @@ def test_group_batch_rejects_conflicting_mos():
 def test_adapter_equals_the_tensor_maths():
     completions, ids, mos = _batch()
     reward = _preresq()
-    got = reward(prompts=[None] * len(ids), completions=completions, completion_ids=None, item_id=ids, mos=mos)
+    got = reward(
+        prompts=[None] * len(ids),
+        completions=completions,
+        completion_ids=None,
+        item_id=ids,
+        mos=mos,
+    )
     answers = [parse_answer(c[0]["content"], 5).subscores for c in completions]
     batch = group_batch(ids, mos, answers, 5)
     out = preresq_reward(batch.subscores, batch.mos, batch.valid)
@@ -69,14 +88,23 @@ def test_adapter_accepts_plain_strings_and_logs_metrics():
     logged = {}
     reward = _preresq()
     rewards = reward(
-        prompts=["p"] * 4, completions=texts, item_id=["x", "x", "y", "y"], mos=[4.0, 4.0, 2.0, 2.0],
-        log_metric=lambda name, value: logged.__setitem__(name, value), trainer_state=None,
+        prompts=["p"] * 4,
+        completions=texts,
+        item_id=["x", "x", "y", "y"],
+        mos=[4.0, 4.0, 2.0, 2.0],
+        log_metric=lambda name, value: logged.__setitem__(name, value),
+        trainer_state=None,
     )
     assert rewards[3] == pytest.approx(-1 / 12)  # the invalid answer gets the floor
     assert logged == reward.last_metrics
     assert logged["rewards/preresq/invalid_rate"] == 0.25
-    assert {"rewards/preresq/pairwise", "rewards/preresq/gt_rank", "rewards/preresq/triplet_balance",
-            "rewards/preresq/triplet_rank", "rewards/preresq/spread_penalty"} <= set(logged)
+    assert {
+        "rewards/preresq/pairwise",
+        "rewards/preresq/gt_rank",
+        "rewards/preresq/triplet_balance",
+        "rewards/preresq/triplet_rank",
+        "rewards/preresq/spread_penalty",
+    } <= set(logged)
 
 
 def test_adapter_missing_column_names_it():
@@ -88,7 +116,10 @@ def test_format_callable():
     funcs, weights = build_reward_funcs({"preset": "preresq", "format_weight": 0.5}, 5, "tagged")
     fmt = funcs[1]
     assert fmt.__name__ == "format" and weights == [1.0, 0.5]
-    assert fmt(prompts=["p", "p"], completions=[[{"role": "assistant", "content": _text(SCORES[0])}], "junk"]) == [1.0, 0.0]
+    assert fmt(
+        prompts=["p", "p"],
+        completions=[[{"role": "assistant", "content": _text(SCORES[0])}], "junk"],
+    ) == [1.0, 0.0]
 
 
 def _free_port():
@@ -99,17 +130,24 @@ def _free_port():
 
 def _worker(rank, world, port, out_dir):
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
     try:
         completions, ids, mos = _batch()
         n = len(completions) // world  # TRL splits the generation batch evenly across processes
         part = slice(rank * n, (rank + 1) * n)
         logged = {}
         rewards = _preresq()(
-            prompts=[None] * n, completions=completions[part], item_id=ids[part], mos=mos[part],
+            prompts=[None] * n,
+            completions=completions[part],
+            item_id=ids[part],
+            mos=mos[part],
             log_metric=lambda name, value: logged.__setitem__(name, value),
         )
-        Path(out_dir, f"{rank}.json").write_text(json.dumps({"rewards": rewards, "metrics": logged}))
+        Path(out_dir, f"{rank}.json").write_text(
+            json.dumps({"rewards": rewards, "metrics": logged})
+        )
     finally:
         dist.destroy_process_group()
 
@@ -118,7 +156,8 @@ def _worker(rank, world, port, out_dir):
 def test_two_processes_match_one_process(tmp_path):
     """2 gloo processes on CPU, each holding half the completions (items split across them),
     return the same per-completion rewards as one process that sees the whole batch."""
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    # fork, not spawn: the children inherit the imports instead of re-importing torch.
+    mp.start_processes(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, start_method="fork")
     shards = [json.loads((tmp_path / f"{r}.json").read_text()) for r in range(2)]
     completions, ids, mos = _batch()
     whole = _preresq()

@@ -38,6 +38,9 @@ def test_stage_configs_merge_overrides(tmp_path):
 
 
 def test_smoke_trains_checkpoints_and_resumes(tmp_path):
+    """One smoke run, then the two ways of rerunning it (refused, resumed)."""
+    import shutil
+
     from preresq.models import resolve_model_path
     from preresq.training import train
 
@@ -47,13 +50,13 @@ def test_smoke_trains_checkpoints_and_resumes(tmp_path):
     before, after = _params(init), _params(final)
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert changed, "GRPO left every parameter unchanged"
-    run = tmp_path / "run"
+    run, stage = tmp_path / "run", tmp_path / "run" / "main"
     assert (run / "config.yaml").is_file()
     info = json.loads((run / "run_info.json").read_text())
     assert "commit" in info["git"]
-    assert (run / "main" / "checkpoint-2").is_dir()
-    assert any("rewards/preresq/invalid_rate" in json.loads(l)
-               for l in (run / "main" / "metrics.jsonl").read_text().splitlines())
+    assert (stage / "checkpoint-1").is_dir() and (stage / "checkpoint-2").is_dir()
+    logged = [json.loads(line) for line in (stage / "metrics.jsonl").read_text().splitlines()]
+    assert any("rewards/preresq/invalid_rate" in m for m in logged)
 
     # The saved weights load back for generation.
     from preresq.models import load_model, load_processor
@@ -65,23 +68,16 @@ def test_smoke_trains_checkpoints_and_resumes(tmp_path):
     # Rerunning without resume refuses to overwrite; with resume, a finished run is kept.
     with pytest.raises(FileExistsError):
         train(cfg)
-    cfg_more = _cfg(tmp_path, "smoke", "resume=true")
-    assert train(cfg_more) == final
+    assert train(_cfg(tmp_path, "smoke", "resume=true")) == final
 
-
-def test_resume_continues_from_last_checkpoint(tmp_path):
-    from preresq.training import train
-
-    train(_cfg(tmp_path, "smoke", "trainer.args.max_steps=1"))
-    stage = tmp_path / "run" / "main"
-    (stage / "STAGE_DONE").unlink()  # pretend the run was interrupted after step 1
-    import shutil
-
+    # Interrupted after step 1: resume continues from checkpoint-1 to step 2.
+    (stage / "STAGE_DONE").unlink()
     shutil.rmtree(stage / "final")
-    train(_cfg(tmp_path, "smoke", "resume=true", "trainer.args.max_steps=2"))
-    assert (stage / "checkpoint-2").is_dir()
+    shutil.rmtree(stage / "checkpoint-2")
+    assert train(_cfg(tmp_path, "smoke", "resume=true")) == final
     state = json.loads((stage / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
+    assert (final / "model.safetensors").is_file()
 
 
 def test_two_stages_run_in_order(tmp_path):

@@ -122,7 +122,7 @@ def test_views_feed_the_tiny_model_processor(small_set):
     from preresq.data.video import default_config
     from preresq.models import load_processor
     from preresq.paths import CONFIG_DIR
-    from preresq.prompts import build_messages, load_template
+    from preresq.prompts import build_messages
 
     model_cfg = OmegaConf.load(CONFIG_DIR / "model" / "tiny.yaml")
     processor = load_processor(model_cfg, cache_dir=load_paths().cache_dir)
@@ -130,7 +130,7 @@ def test_views_feed_the_tiny_model_processor(small_set):
     images = item_images(record, small_set, model_cfg.min_pixels, model_cfg.max_pixels,
                          video_cfg=default_config())
     assert len(images) == 4
-    messages = build_messages(load_template("vqa"), num_images=len(images))
+    messages = build_messages("vqa", num_images=len(images))
     text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     batch = processor(text=[text], images=images, return_tensors="pt")
     assert batch["image_grid_thw"].shape[0] == 4

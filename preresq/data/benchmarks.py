@@ -204,7 +204,7 @@ def load_suite(name_or_list: str | Sequence[str], paths: Mapping | DictConfig | 
 def _scores(card: Card, rows: list[LabelRow]) -> list[float]:
     lo, hi = card.score_range if card.score_range is not None else (None, None)
     scores = rescale([r.mos for r in rows], card.higher_is_better, lo, hi)
-    for row, score in zip(rows, scores):
+    for row, score in zip(rows, scores, strict=True):
         if not 1.0 - 1e-6 <= score <= 5.0 + 1e-6:
             raise ValueError(f"{card.labels}:{row.line}: score {row.mos} is outside the card's "
                              f"score_range {card.score_range} ({card.name})")
@@ -245,7 +245,7 @@ def read_benchmark(card: Card) -> list[Record]:
     scores = _scores(card, rows)
     splits = _splits(card, rows)
     records = []
-    for row, score, split in zip(rows, scores, splits):
+    for row, score, split in zip(rows, scores, splits, strict=True):
         if card.split is not None and split != card.split:
             continue
         extra = dict(row.extra)

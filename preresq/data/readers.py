@@ -11,12 +11,23 @@ Errors name the file and, where the format has lines, the line number.
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from preresq.data.tables import (
+    check_same_length,
+    column,
+    csv_rows,
+    is_number,
+    mat_string,
+    mat_vector,
+    need_file,
+    to_float,
+    xlsx_rows,
+)
 
 
 @dataclass
@@ -67,121 +78,6 @@ def get_reader(name: str) -> Reader:
     return READERS[name]
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def _need_file(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"label file not found: {path}")
-    return path
-
-
-def _float(value: object, where: str) -> float:
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: expected a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{where}: score is not finite ({value!r})")
-    return number
-
-
-def _is_number(token: str) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
-
-
-def _csv_rows(path: Path, required: dict[str, str]) -> list[tuple[int, dict[str, str]]]:
-    """Rows of a CSV with a header, keyed by canonical column names.
-
-    ``required`` maps our key to the column's name in the file; header matching ignores
-    case and surrounding spaces/quotes, because releases differ in both.
-    """
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise ValueError(f"{path}: empty file") from None
-        index = {h.strip().strip('"').lower(): i for i, h in enumerate(header)}
-        cols = {}
-        for key, column in required.items():
-            if column.lower() not in index:
-                raise ValueError(f"{path}:1: no column {column!r} in header {header}")
-            cols[key] = index[column.lower()]
-        rows = []
-        for lineno, row in enumerate(reader, start=2):
-            if not row or not any(cell.strip() for cell in row):
-                continue
-            if len(row) <= max(cols.values()):
-                raise ValueError(f"{path}:{lineno}: expected at least {max(cols.values()) + 1} "
-                                 f"fields, got {len(row)}")
-            rows.append((lineno, {key: row[i].strip() for key, i in cols.items()}))
-    return rows
-
-
-def _xlsx_rows(path: Path, sheet: str | None,
-               skip_blank: bool = True) -> tuple[list[str], list[tuple[int, tuple]]]:
-    """Header and data rows of one sheet of a spreadsheet (row numbers as Excel shows them)."""
-    from openpyxl import load_workbook
-
-    book = load_workbook(path, read_only=True, data_only=True)
-    try:
-        if sheet is None:
-            ws = book.worksheets[0]
-        elif sheet in book.sheetnames:
-            ws = book[sheet]
-        else:
-            raise ValueError(f"{path}: no sheet {sheet!r}; sheets: {book.sheetnames}")
-        rows = list(ws.iter_rows(values_only=True))
-    finally:
-        book.close()
-    if not rows:
-        raise ValueError(f"{path}: sheet is empty")
-    header = ["" if h is None else str(h).strip() for h in rows[0]]
-    data = [(i, row) for i, row in enumerate(rows[1:], start=2)
-            if not skip_blank or any(cell is not None and str(cell).strip() for cell in row)]
-    return header, data
-
-
-def _column(header: list[str], name: str, path: Path) -> int:
-    lowered = [h.lower() for h in header]
-    if name.lower() not in lowered:
-        raise ValueError(f"{path}:1: no column {name!r} in header {header}")
-    return lowered.index(name.lower())
-
-
-def _loadmat_vector(path: Path, key: str):
-    from scipy.io import loadmat
-
-    data = loadmat(path)
-    if key not in data:
-        found = sorted(k for k in data if not k.startswith("__"))
-        raise ValueError(f"{path}: no variable {key!r}; variables: {found}")
-    return data[key].reshape(-1)
-
-
-def _mat_string(cell, where: str) -> str:
-    """A MATLAB cell entry holding one string (loadmat gives nested arrays)."""
-    value = cell
-    while hasattr(value, "shape") and getattr(value, "size", 0) == 1 and value.dtype == object:
-        value = value.reshape(-1)[0]
-    if hasattr(value, "reshape") and value.size == 1:
-        value = value.reshape(-1)[0]
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{where}: expected a file name, got {cell!r}")
-    return value
-
-
-def _check_same_length(path: Path, names: int, scores: int) -> None:
-    if names != scores:
-        raise ValueError(f"{path}: {names} names but {scores} scores")
-
-
 # --------------------------------------------------------------------------- label lists
 
 
@@ -198,7 +94,7 @@ def read_label_list(path: str | Path, layout: str = "auto") -> list[LabelRow]:
     """
     if layout not in ("auto", "name_score", "ref_dist_score"):
         raise ValueError(f"layout must be auto, name_score or ref_dist_score, got {layout!r}")
-    path = _need_file(path)
+    path = need_file(path)
     rows = []
     with path.open(encoding="utf-8-sig") as f:
         for lineno, line in enumerate(f, start=1):
@@ -209,7 +105,7 @@ def read_label_list(path: str | Path, layout: str = "auto") -> list[LabelRow]:
             if len(tokens) < 2:
                 raise ValueError(f"{where}: expected `name score [std]` or `ref dist score [std]`, "
                                  f"got {line.strip()!r}")
-            this = "name_score" if _is_number(tokens[1]) else "ref_dist_score"
+            this = "name_score" if is_number(tokens[1]) else "ref_dist_score"
             if layout == "auto":
                 layout = this
             if this != layout:
@@ -222,8 +118,8 @@ def read_label_list(path: str | Path, layout: str = "auto") -> list[LabelRow]:
                 ref, name, rest = tokens[0], tokens[1], tokens[2:]
             if len(rest) > 2:
                 raise ValueError(f"{where}: too many fields ({len(tokens)})")
-            std = _float(rest[1], where) if len(rest) == 2 else None
-            rows.append(LabelRow(name=name, mos=_float(rest[0], where), line=lineno, std=std, ref=ref))
+            std = to_float(rest[1], where) if len(rest) == 2 else None
+            rows.append(LabelRow(name=name, mos=to_float(rest[0], where), line=lineno, std=std, ref=ref))
     if not rows:
         raise ValueError(f"{path}: no items")
     return rows
@@ -235,22 +131,22 @@ def read_label_list(path: str | Path, layout: str = "auto") -> list[LabelRow]:
 @register_reader("koniq_csv")
 def read_koniq_csv(path: str | Path) -> list[LabelRow]:
     """KonIQ-10k ``koniq10k_scores_and_distributions.csv`` (``image_name``, ``MOS``, ``SD``; 1-5)."""
-    path = _need_file(path)
-    return [LabelRow(name=r["name"], mos=_float(r["mos"], f"{path}:{n}"), line=n,
-                     std=_float(r["std"], f"{path}:{n}"))
-            for n, r in _csv_rows(path, {"name": "image_name", "mos": "MOS", "std": "SD"})]
+    path = need_file(path)
+    return [LabelRow(name=r["name"], mos=to_float(r["mos"], f"{path}:{n}"), line=n,
+                     std=to_float(r["std"], f"{path}:{n}"))
+            for n, r in csv_rows(path, {"name": "image_name", "mos": "MOS", "std": "SD"})]
 
 
 @register_reader("kadid_csv")
 def read_kadid_csv(path: str | Path) -> list[LabelRow]:
     """KADID-10k ``dmos.csv`` (``dist_img, ref_img, dmos, var``; 1-5, higher is better)."""
-    path = _need_file(path)
+    path = need_file(path)
     rows = []
-    for n, r in _csv_rows(path, {"name": "dist_img", "ref": "ref_img", "mos": "dmos", "var": "var"}):
-        var = _float(r["var"], f"{path}:{n}")
+    for n, r in csv_rows(path, {"name": "dist_img", "ref": "ref_img", "mos": "dmos", "var": "var"}):
+        var = to_float(r["var"], f"{path}:{n}")
         if var < 0:
             raise ValueError(f"{path}:{n}: negative variance {var}")
-        rows.append(LabelRow(name=r["name"], mos=_float(r["mos"], f"{path}:{n}"), line=n,
+        rows.append(LabelRow(name=r["name"], mos=to_float(r["mos"], f"{path}:{n}"), line=n,
                              std=math.sqrt(var), ref=r["ref"]))
     return rows
 
@@ -258,10 +154,10 @@ def read_kadid_csv(path: str | Path) -> list[LabelRow]:
 @register_reader("spaq_xlsx")
 def read_spaq_xlsx(path: str | Path, sheet: str | None = None) -> list[LabelRow]:
     """SPAQ ``MOS and Image attribute scores.xlsx`` (``Image name``, ``MOS``; 0-100)."""
-    path = _need_file(path)
-    header, data = _xlsx_rows(path, sheet)
-    name_col, mos_col = _column(header, "Image name", path), _column(header, "MOS", path)
-    return [LabelRow(name=str(row[name_col]).strip(), mos=_float(row[mos_col], f"{path}: row {n}"),
+    path = need_file(path)
+    header, data = xlsx_rows(path, sheet)
+    name_col, mos_col = column(header, "Image name", path), column(header, "MOS", path)
+    return [LabelRow(name=str(row[name_col]).strip(), mos=to_float(row[mos_col], f"{path}: row {n}"),
                      line=n) for n, row in data]
 
 
@@ -272,7 +168,7 @@ def read_tid2013_txt(path: str | Path, std_file: str | None = None) -> list[Labe
     ``std_file`` is the release's ``mos_std.txt`` (one std per line, same order), if wanted.
     The reference of ``i07_12_3.bmp`` is ``I07.BMP`` (``reference_images/`` in the release).
     """
-    path = _need_file(path)
+    path = need_file(path)
     rows = []
     with path.open(encoding="utf-8-sig") as f:
         for lineno, line in enumerate(f, start=1):
@@ -282,14 +178,14 @@ def read_tid2013_txt(path: str | Path, std_file: str | None = None) -> list[Labe
             if len(tokens) != 2:
                 raise ValueError(f"{path}:{lineno}: expected `mos name`, got {line.strip()!r}")
             name = tokens[1]
-            rows.append(LabelRow(name=name, mos=_float(tokens[0], f"{path}:{lineno}"), line=lineno,
+            rows.append(LabelRow(name=name, mos=to_float(tokens[0], f"{path}:{lineno}"), line=lineno,
                                  ref=name.split("_")[0].upper() + ".BMP"))
     if std_file is not None:
-        std_path = _need_file(Path(path).parent / std_file)
-        stds = [_float(t, f"{std_path}:{i}") for i, t in
+        std_path = need_file(Path(path).parent / std_file)
+        stds = [to_float(t, f"{std_path}:{i}") for i, t in
                 enumerate(std_path.read_text(encoding="utf-8").split(), start=1)]
-        _check_same_length(std_path, len(rows), len(stds))
-        for row, std in zip(rows, stds):
+        check_same_length(std_path, len(rows), len(stds))
+        for row, std in zip(rows, stds, strict=True):
             row.std = std
     return rows
 
@@ -304,27 +200,27 @@ def read_clive_mat(path: str | Path, images_file: str = "AllImages_release.mat",
     (the first seven entries) in ``Images/trainingImages/``: ``practice_dir`` prefixes
     their paths (None if they sit beside the others).
     """
-    path = _need_file(path)
-    images_path = _need_file(path.parent / images_file)
-    mos = _loadmat_vector(path, "AllMOS_release")
-    names = _loadmat_vector(images_path, "AllImages_release")
-    _check_same_length(path, len(names), len(mos))
+    path = need_file(path)
+    images_path = need_file(path.parent / images_file)
+    mos = mat_vector(path, "AllMOS_release")
+    names = mat_vector(images_path, "AllImages_release")
+    check_same_length(path, len(names), len(mos))
     rows = []
-    for i, (cell, score) in enumerate(zip(names, mos), start=1):
-        name = _mat_string(cell, f"{images_path}: entry {i}")
+    for i, (cell, score) in enumerate(zip(names, mos, strict=True), start=1):
+        name = mat_string(cell, f"{images_path}: entry {i}")
         if practice_dir and re.fullmatch(r"t\d+\.bmp", name):
             name = f"{practice_dir}/{name}"
-        rows.append(LabelRow(name=name, mos=_float(score, f"{path}: entry {i}"), line=i))
+        rows.append(LabelRow(name=name, mos=to_float(score, f"{path}: entry {i}"), line=i))
     return rows
 
 
 @register_reader("agiqa3k_csv")
 def read_agiqa3k_csv(path: str | Path) -> list[LabelRow]:
     """AGIQA-3K ``data.csv`` (``name``, ``mos_quality``, ``std_quality``; perception MOS)."""
-    path = _need_file(path)
-    return [LabelRow(name=r["name"], mos=_float(r["mos"], f"{path}:{n}"), line=n,
-                     std=_float(r["std"], f"{path}:{n}"))
-            for n, r in _csv_rows(path, {"name": "name", "mos": "mos_quality", "std": "std_quality"})]
+    path = need_file(path)
+    return [LabelRow(name=r["name"], mos=to_float(r["mos"], f"{path}:{n}"), line=n,
+                     std=to_float(r["std"], f"{path}:{n}"))
+            for n, r in csv_rows(path, {"name": "name", "mos": "mos_quality", "std": "std_quality"})]
 
 
 @register_reader("bid_xlsx")
@@ -336,17 +232,17 @@ def read_bid_xlsx(path: str | Path, name_format: str = "DatabaseImage{:04d}.JPG"
     ``DatabaseImage0001.JPG``). Reading stops at the first row without an image number,
     because the sheet carries notes below the table.
     """
-    path = _need_file(path)
-    _, data = _xlsx_rows(path, sheet, skip_blank=False)
+    path = need_file(path)
+    _, data = xlsx_rows(path, sheet, skip_blank=False)
     rows = []
     for n, row in data:
         if not row or row[0] is None or str(row[0]).strip() == "":
             break
-        number = _float(row[0], f"{path}: row {n}")
+        number = to_float(row[0], f"{path}: row {n}")
         if number != int(number):
             raise ValueError(f"{path}: row {n}: image number {row[0]!r} is not an integer")
         rows.append(LabelRow(name=name_format.format(int(number)),
-                             mos=_float(row[1], f"{path}: row {n}"), line=n))
+                             mos=to_float(row[1], f"{path}: row {n}"), line=n))
     return rows
 
 
@@ -363,7 +259,7 @@ def read_pipal_txt(path: str | Path) -> list[LabelRow]:
         if not files:
             raise FileNotFoundError(f"no PIPAL label .txt files in {path}")
     else:
-        files = [_need_file(path)]
+        files = [need_file(path)]
     rows = []
     for file in files:
         with file.open(encoding="utf-8-sig") as f:
@@ -374,7 +270,7 @@ def read_pipal_txt(path: str | Path) -> list[LabelRow]:
                 if len(tokens) != 2:
                     raise ValueError(f"{file}:{lineno}: expected `name,elo`, got {line.strip()!r}")
                 name = tokens[0]
-                rows.append(LabelRow(name=name, mos=_float(tokens[1], f"{file}:{lineno}"),
+                rows.append(LabelRow(name=name, mos=to_float(tokens[1], f"{file}:{lineno}"),
                                      line=len(rows) + 1, ref=name.split("_")[0] + ".bmp",
                                      extra={"label_file": file.name, "label_line": lineno}))
     return rows
@@ -395,40 +291,40 @@ def read_lsvq_csv(path: str | Path, subset: str = "all", suffix: str = ".mp4") -
     """
     if subset not in _SUBSETS:
         raise ValueError(f"subset must be one of {sorted(_SUBSETS)}, got {subset!r}")
-    path = _need_file(path)
+    path = need_file(path)
     required = {"name": "name", "mos": "mos"}
     if subset != "all":
         required["is_test"] = "is_test"
     rows = []
-    for n, r in _csv_rows(path, required):
+    for n, r in csv_rows(path, required):
         if subset != "all":
             flag = r["is_test"].strip().lower()
             if flag not in ("true", "false", "1", "0", "1.0", "0.0"):
                 raise ValueError(f"{path}:{n}: is_test is {r['is_test']!r}, not a boolean")
             if (flag in ("true", "1", "1.0")) != (subset == "test"):
                 continue
-        rows.append(LabelRow(name=r["name"] + suffix, mos=_float(r["mos"], f"{path}:{n}"), line=n))
+        rows.append(LabelRow(name=r["name"] + suffix, mos=to_float(r["mos"], f"{path}:{n}"), line=n))
     return rows
 
 
 @register_reader("konvid_csv")
 def read_konvid_csv(path: str | Path, suffix: str = ".mp4") -> list[LabelRow]:
     """KoNViD-1k ``KoNViD_1k_mos.csv`` (``flickr_id``, ``mos``; 1-5). Files are ``<id>.mp4``."""
-    path = _need_file(path)
-    return [LabelRow(name=r["name"] + suffix, mos=_float(r["mos"], f"{path}:{n}"), line=n)
-            for n, r in _csv_rows(path, {"name": "flickr_id", "mos": "mos"})]
+    path = need_file(path)
+    return [LabelRow(name=r["name"] + suffix, mos=to_float(r["mos"], f"{path}:{n}"), line=n)
+            for n, r in csv_rows(path, {"name": "flickr_id", "mos": "mos"})]
 
 
 @register_reader("livevqc_mat")
 def read_livevqc_mat(path: str | Path) -> list[LabelRow]:
     """LIVE-VQC ``data.mat`` (``video_list`` names, ``mos`` 0-100)."""
-    path = _need_file(path)
-    names = _loadmat_vector(path, "video_list")
-    mos = _loadmat_vector(path, "mos")
-    _check_same_length(path, len(names), len(mos))
-    return [LabelRow(name=_mat_string(cell, f"{path}: entry {i}"),
-                     mos=_float(score, f"{path}: entry {i}"), line=i)
-            for i, (cell, score) in enumerate(zip(names, mos), start=1)]
+    path = need_file(path)
+    names = mat_vector(path, "video_list")
+    mos = mat_vector(path, "mos")
+    check_same_length(path, len(names), len(mos))
+    return [LabelRow(name=mat_string(cell, f"{path}: entry {i}"),
+                     mos=to_float(score, f"{path}: entry {i}"), line=i)
+            for i, (cell, score) in enumerate(zip(names, mos, strict=True), start=1)]
 
 
 @register_reader("youtube_ugc_xlsx")
@@ -439,15 +335,15 @@ def read_youtube_ugc_xlsx(path: str | Path, sheet: str = "MOS", score_column: st
     Files are ``<vid><suffix>`` in one folder: the release ships ``.mkv`` originals in
     category/resolution sub-folders, so flatten them or point ``suffix`` at a conversion.
     """
-    path = _need_file(path)
-    header, data = _xlsx_rows(path, sheet)
-    vid_col, mos_col = _column(header, "vid", path), _column(header, score_column, path)
-    cat_col = _column(header, "category", path) if "category" in (h.lower() for h in header) else None
+    path = need_file(path)
+    header, data = xlsx_rows(path, sheet)
+    vid_col, mos_col = column(header, "vid", path), column(header, score_column, path)
+    cat_col = column(header, "category", path) if "category" in (h.lower() for h in header) else None
     rows = []
     for n, row in data:
         extra = {"category": row[cat_col]} if cat_col is not None else {}
         rows.append(LabelRow(name=str(row[vid_col]).strip() + suffix,
-                             mos=_float(row[mos_col], f"{path}: row {n}"), line=n, extra=extra))
+                             mos=to_float(row[mos_col], f"{path}: row {n}"), line=n, extra=extra))
     return rows
 
 

@@ -19,7 +19,9 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Te
     """Mean of ``values`` where ``mask`` holds, 0 where nothing is selected."""
     total = torch.where(mask, values, torch.zeros_like(values)).sum(dim=dim)
     count = mask.sum(dim=dim)
-    return torch.where(count > 0, total / count.clamp(min=1).to(values.dtype), torch.zeros_like(total))
+    return torch.where(
+        count > 0, total / count.clamp(min=1).to(values.dtype), torch.zeros_like(total)
+    )
 
 
 def pairwise(p: torch.Tensor, g: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -45,8 +47,11 @@ def pairwise(p: torch.Tensor, g: torch.Tensor, valid: torch.Tensor) -> torch.Ten
     agree = torch.sign(pb - pz) == torch.sign(gb - gz)
     gap = (gb - gz).abs()
     denom = gap + (pb - gb).abs() + (pz - gz).abs()
-    s = torch.where(denom > 0, gap / torch.where(denom > 0, denom, torch.ones_like(denom)), torch.ones_like(denom))
-    score = torch.where(agree, torch.sqrt(s), torch.sqrt(1 - s))
+    positive = denom > 0
+    s = torch.where(
+        positive, gap / torch.where(positive, denom, torch.ones_like(denom)), torch.ones_like(denom)
+    )
+    score = torch.sqrt(torch.where(agree, s, 1 - s))  # c is 0 or 1: one of the two roots vanishes
     not_self = ~torch.eye(b, dtype=torch.bool, device=p.device)[:, :, None]
     mask = vs[:, None, :] & vs[None, :, :] & not_self
     w_sorted = _masked_mean(score, mask, dim=1)  # [B, K] by sorted position
@@ -103,7 +108,9 @@ def thurstone_fidelity(
     zero = torch.zeros_like(p)
     mean = torch.where(valid, p, zero).sum(dim=1) / count.clamp(min=1)
     var = torch.where(valid, (p - mean[:, None]) ** 2, zero).sum(dim=1) / count.clamp(min=1)
-    z = (p[:, None, :] - mean[None, :, None]) / torch.sqrt(var[:, None, None] + var[None, :, None] + gamma)
+    z = (p[:, None, :] - mean[None, :, None]) / torch.sqrt(
+        var[:, None, None] + var[None, :, None] + gamma
+    )
     q = 0.5 * (1 + torch.erf(z / math.sqrt(2)))  # [b, z, K]
     y = (torch.sign(g[:, None] - g[None, :]) + 1) / 2  # 1, 0.5, 0
     y = y[:, :, None]

@@ -48,7 +48,9 @@ def prepare(
         raise ValueError(f"subscores must be [B, K, D]; got shape {tuple(subscores.shape)}")
     b, k, d = subscores.shape
     if d < 1:
-        raise ValueError(f"subscores must hold at least one score per response; got shape {tuple(subscores.shape)}")
+        raise ValueError(
+            f"subscores must hold at least one score per response; got shape {tuple(subscores.shape)}"
+        )
     if mos.shape != (b,):
         raise ValueError(f"mos must be [B]={b}; got shape {tuple(mos.shape)}")
     if not torch.isfinite(mos).all():
@@ -121,7 +123,9 @@ def preresq_reward(
     p = response_means(s)
     parts = {
         "spread_penalty": spread_penalty(s, valid, lambda_std, sigma_min),
-        "triplet_balance": triplet_balance(s, valid, lambda_triple, balance_tol, balance_dims, tol_margin),
+        "triplet_balance": triplet_balance(
+            s, valid, lambda_triple, balance_tol, balance_dims, tol_margin
+        ),
         "gt_rank": gt_rank(p, g, valid, rank_tol, tol_margin),
         "pairwise": pairwise(p, g, valid),
         "triplet_rank": triplet_rank(p, g, valid),
@@ -192,7 +196,9 @@ def q_insight_reward(
 _TAGS = re.compile(r"\s*<think>.*?</think>\s*<answer>.*?</answer>\s*", re.DOTALL)
 
 
-def format_reward(text: str, num_scores: int, answer_format: str = "tagged", rule: str = "strict") -> float:
+def format_reward(
+    text: str, num_scores: int, answer_format: str = "tagged", rule: str = "strict"
+) -> float:
     """1.0 when a completion follows the answer layout, else 0.0.
 
     ``rule="strict"`` (PreResQ): ``preresq.parsing.format_ok``, the think block, then an

@@ -87,17 +87,25 @@ def build_reward_funcs(
     cfg = _as_dict(reward_cfg)
     unknown = set(cfg) - _CONFIG_KEYS
     if unknown:
-        raise ValueError(f"reward config: unknown keys {sorted(unknown)}; expected {sorted(_CONFIG_KEYS)}")
+        raise ValueError(
+            f"reward config: unknown keys {sorted(unknown)}; expected {sorted(_CONFIG_KEYS)}"
+        )
     name = cfg.get("preset")
     if name not in PRESETS:
-        raise ValueError(f"reward config: unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+        raise ValueError(
+            f"reward config: unknown preset {name!r}; expected one of {sorted(PRESETS)}"
+        )
     if answer_format not in ANSWER_FORMATS:
-        raise ValueError(f"unknown answer_format {answer_format!r}; expected one of {ANSWER_FORMATS}")
+        raise ValueError(
+            f"unknown answer_format {answer_format!r}; expected one of {ANSWER_FORMATS}"
+        )
     params = dict(cfg.get("params") or {})
     allowed = preset_params(name)
     bad = set(params) - allowed
     if bad:
-        raise ValueError(f"reward config: preset {name!r} takes no params {sorted(bad)}; it takes {sorted(allowed)}")
+        raise ValueError(
+            f"reward config: preset {name!r} takes no params {sorted(bad)}; it takes {sorted(allowed)}"
+        )
     if name.startswith("preresq"):
         dims = params.get("balance_dims", 2 if name == "preresq_vqa" else 4)
         if dims > num_scores:

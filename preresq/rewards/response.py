@@ -70,7 +70,9 @@ def triplet_balance(
     """
     b, k, d = s.shape
     if dims > d:
-        raise ValueError(f"triplet_balance: balance_dims={dims} exceeds the {d} sub-scores per response")
+        raise ValueError(
+            f"triplet_balance: balance_dims={dims} exceeds the {d} sub-scores per response"
+        )
     out = torch.zeros((b, k), dtype=s.dtype, device=s.device)
     if k < 3 or b == 0 or dims <= 0:
         return out

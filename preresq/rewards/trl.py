@@ -65,21 +65,23 @@ def group_batch(
     group_of: dict[Hashable, int] = {}
     group_mos: list[float] = []
     rows, cols, sizes = [], [], []
-    for item, value in zip(item_ids, mos):
+    for item, value in zip(item_ids, mos, strict=True):
         if item not in group_of:
             group_of[item] = len(group_mos)
             group_mos.append(float(value))
             sizes.append(0)
         g = group_of[item]
         if float(value) != group_mos[g]:
-            raise ValueError(f"item_id {item!r} comes with two MOS values: {group_mos[g]} and {value}")
+            raise ValueError(
+                f"item_id {item!r} comes with two MOS values: {group_mos[g]} and {value}"
+            )
         rows.append(g)
         cols.append(sizes[g])
         sizes[g] += 1
     b, k = len(group_mos), max(sizes, default=0)
     s = torch.zeros((b, k, num_scores), dtype=torch.float64)
     valid = torch.zeros((b, k), dtype=torch.bool)
-    for i, (r, c, values) in enumerate(zip(rows, cols, subscores)):
+    for i, (r, c, values) in enumerate(zip(rows, cols, subscores, strict=True)):
         if values is not None:
             if len(values) != num_scores:
                 raise ValueError(
@@ -113,10 +115,14 @@ def gather_shards(local: Any) -> tuple[list[Any], int]:
 def _column(kwargs: dict, key: str, n: int, owner: str) -> list:
     if key not in kwargs:
         columns = sorted(k for k in kwargs if k not in ("trainer_state", "log_extra", "log_metric"))
-        raise KeyError(f"reward {owner!r} needs the dataset column {key!r}; the batch has {columns}")
+        raise KeyError(
+            f"reward {owner!r} needs the dataset column {key!r}; the batch has {columns}"
+        )
     values = list(kwargs[key])
     if len(values) != n:
-        raise ValueError(f"reward {owner!r}: column {key!r} has {len(values)} values for {n} completions")
+        raise ValueError(
+            f"reward {owner!r}: column {key!r} has {len(values)} values for {n} completions"
+        )
     return values
 
 
@@ -151,14 +157,17 @@ class GroupedReward:
         self.id_key = id_key
         self.last_metrics: dict[str, float] = {}
 
-    def __call__(self, prompts=None, completions=None, completion_ids=None, **kwargs) -> list[float]:
+    def __call__(
+        self, prompts=None, completions=None, completion_ids=None, **kwargs
+    ) -> list[float]:
         if completions is None:
             raise ValueError(f"reward {self.__name__!r} was called without completions")
         n = len(completions)
         ids = _column(kwargs, self.id_key, n, self.__name__)
         mos = [float(m) for m in _column(kwargs, self.mos_key, n, self.__name__)]
         answers = [
-            parse_answer(completion_text(c), self.num_scores, self.answer_format).subscores for c in completions
+            parse_answer(completion_text(c), self.num_scores, self.answer_format).subscores
+            for c in completions
         ]
         shards, rank = gather_shards((ids, mos, answers))
         offset = sum(len(shard[0]) for shard in shards[:rank])
@@ -181,29 +190,38 @@ class GroupedReward:
         """Component means over the valid responses of the global batch, and the invalid rate."""
         valid = batch.valid[batch.row, batch.col]
         prefix = f"rewards/{self.__name__}"
-        metrics = {f"{prefix}/invalid_rate": 1.0 - valid.double().mean().item() if len(valid) else 0.0}
+        metrics = {
+            f"{prefix}/invalid_rate": 1.0 - valid.double().mean().item() if len(valid) else 0.0
+        }
         if valid.any():
             for key, values in out.items():
                 if key != "total":
-                    metrics[f"{prefix}/{key}"] = values[batch.row, batch.col][valid].double().mean().item()
+                    metrics[f"{prefix}/{key}"] = (
+                        values[batch.row, batch.col][valid].double().mean().item()
+                    )
         return metrics
 
 
 class FormatReward:
     """TRL reward function: 1.0 for a completion in the expected layout, else 0.0 (per process)."""
 
-    def __init__(self, num_scores: int, answer_format: str, rule: str = "strict", name: str = "format"):
+    def __init__(
+        self, num_scores: int, answer_format: str, rule: str = "strict", name: str = "format"
+    ):
         self.__name__ = name
         self.num_scores = num_scores
         self.answer_format = answer_format
         self.rule = rule
         format_reward("", num_scores, answer_format, rule)  # reject an unknown rule or format now
 
-    def __call__(self, prompts=None, completions=None, completion_ids=None, **kwargs) -> list[float]:
+    def __call__(
+        self, prompts=None, completions=None, completion_ids=None, **kwargs
+    ) -> list[float]:
         if completions is None:
             raise ValueError(f"reward {self.__name__!r} was called without completions")
         return [
-            format_reward(completion_text(c), self.num_scores, self.answer_format, self.rule) for c in completions
+            format_reward(completion_text(c), self.num_scores, self.answer_format, self.rule)
+            for c in completions
         ]
 
 

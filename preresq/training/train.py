@@ -51,14 +51,16 @@ def grpo_args(cfg: DictConfig, output_dir: Path, reward_weights: list[float], st
         if not ds_path.is_file():
             raise FileNotFoundError(f"trainer.deepspeed={ds!r}: no such DeepSpeed config {ds_path}")
         args["deepspeed"] = str(ds_path)
-    args.update(
-        output_dir=str(output_dir),
-        run_name=f"{cfg.run_name}/{stage}",
-        reward_weights=reward_weights,
-        gradient_checkpointing=bool(cfg.model.get("gradient_checkpointing", False)),
-    )
-    if args["gradient_checkpointing"]:
-        args.setdefault("gradient_checkpointing_kwargs", {"use_reentrant": False})
+    args.update(output_dir=str(output_dir), run_name=f"{cfg.run_name}/{stage}",
+                reward_weights=reward_weights)
+    # transformers 5.2x renamed gradient_checkpointing to activation_checkpointing (the old
+    # name still works, with a warning); use whichever this version has. TRL's own default
+    # is True, so the model config's choice is always passed explicitly.
+    fields = GRPOConfig.__dataclass_fields__
+    name = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+    args[name] = bool(cfg.model.get("gradient_checkpointing", False))
+    if args[name]:
+        args.setdefault(f"{name}_kwargs", {"use_reentrant": False})
     return GRPOConfig(**args)
 
 
