@@ -167,10 +167,15 @@ def run_demo(cfg: DictConfig) -> dict:
     png = out / "training_curves.png"
     plot_curves(stage, png)
     keys = ("srcc", "plcc", "valid_rate")
+
+    def row(result: dict) -> dict:  # NaN (too few valid answers) is written as JSON null
+        return {k: None if isinstance(result[k], float) and math.isnan(result[k]) else result[k]
+                for k in keys}
+
     summary = {
-        "init": {k: init[k] for k in keys},
-        "before": {k: before[k] for k in keys},
-        "after": {k: after[k] for k in keys},
+        "init": row(init),
+        "before": row(before),
+        "after": row(after),
         "test_items": len(test_records),
         "checkpoint": str(chosen),
         "seconds": round(time.time() - start, 1),

@@ -3,6 +3,12 @@
 import os
 
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples on every run, so a CI result is reproducible and a
+# slow shrink of a chance counterexample cannot stall CI; tests set their own max_examples.
+settings.register_profile("preresq", derandomize=True, deadline=None)
+settings.load_profile("preresq")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import runpy
 import sys
 
 import pytest
@@ -30,7 +31,8 @@ def test_eval_script_runs_offline_on_the_demo(tmp_path, monkeypatch, capsys):
             f"hydra.run.dir={tmp_path / 'hydra'}"]
     monkeypatch.setattr(sys, "argv", argv)
     monkeypatch.chdir(REPO_ROOT)
-    _load_script("eval").main()
+    # run_path as __main__, so Hydra resolves config_path="../configs" from the script's file.
+    runpy.run_path(str(REPO_ROOT / "scripts" / "eval.py"), run_name="__main__")
     assert "| iqa_demo | 12 |" in capsys.readouterr().out
     rows = [json.loads(x) for x in (out / "predictions" / "iqa_demo.jsonl").read_text().splitlines()]
     assert len(rows) == 12 and all(isinstance(r["completion"], str) for r in rows)

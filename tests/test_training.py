@@ -38,13 +38,30 @@ def test_stage_configs_merge_overrides(tmp_path):
 
 
 def test_smoke_trains_checkpoints_and_resumes(tmp_path):
-    """One smoke run, then the two ways of rerunning it (refused, resumed)."""
+    """One smoke run, then the two ways of rerunning it (refused, resumed).
+
+    A random policy's answers are all unparseable, every reward in a group is equal, the
+    advantages are zero and GRPO rightly changes nothing. So the policy first gets the demo's
+    format warm-up (20 supervised steps on random digits), samples at temperature 0.3 so
+    that most answers are one digit, and is scored by the q_insight preset: some answers in
+    a group are right, some wrong, and the weights must move.
+    """
     import shutil
 
+    from preresq.data.benchmarks import card_from_config, read_benchmark
+    from preresq.demo import format_warmup
     from preresq.models import resolve_model_path
     from preresq.training import train
 
-    cfg = _cfg(tmp_path)
+    digit = ["prompt=demo_digit", "reward=q_insight", "trainer.args.max_completion_length=1",
+             "trainer.args.temperature=0.3", "+demo.warmup_steps=20", "+demo.warmup_lr=1e-3",
+             "+demo.warmup_batch_size=16"]
+    cfg = _cfg(tmp_path, "smoke", *digit)
+    card = card_from_config(cfg.data)
+    warm = format_warmup(cfg, resolve_model_path(cfg.model, cfg.paths.cache_dir),
+                         read_benchmark(card), card, tmp_path / "warm")
+    digit.append(f"model.name_or_path={warm}")
+    cfg = _cfg(tmp_path, "smoke", *digit)
     init = resolve_model_path(cfg.model, cfg.paths.cache_dir)
     final = train(cfg)
     before, after = _params(init), _params(final)
@@ -56,7 +73,8 @@ def test_smoke_trains_checkpoints_and_resumes(tmp_path):
     assert "commit" in info["git"]
     assert (stage / "checkpoint-1").is_dir() and (stage / "checkpoint-2").is_dir()
     logged = [json.loads(line) for line in (stage / "metrics.jsonl").read_text().splitlines()]
-    assert any("rewards/preresq/invalid_rate" in m for m in logged)
+    assert any("rewards/q_insight/invalid_rate" in m for m in logged)
+    assert any(m.get("frac_reward_zero_std", 1.0) < 1.0 for m in logged), "no reward spread"
 
     # The saved weights load back for generation.
     from preresq.models import load_model, load_processor
@@ -68,13 +86,13 @@ def test_smoke_trains_checkpoints_and_resumes(tmp_path):
     # Rerunning without resume refuses to overwrite; with resume, a finished run is kept.
     with pytest.raises(FileExistsError):
         train(cfg)
-    assert train(_cfg(tmp_path, "smoke", "resume=true")) == final
+    assert train(_cfg(tmp_path, "smoke", *digit, "resume=true")) == final
 
     # Interrupted after step 1: resume continues from checkpoint-1 to step 2.
     (stage / "STAGE_DONE").unlink()
     shutil.rmtree(stage / "final")
     shutil.rmtree(stage / "checkpoint-2")
-    assert train(_cfg(tmp_path, "smoke", "resume=true")) == final
+    assert train(_cfg(tmp_path, "smoke", *digit, "resume=true")) == final
     state = json.loads((stage / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
     assert (final / "model.safetensors").is_file()
@@ -85,6 +103,9 @@ def test_two_stages_run_in_order(tmp_path):
 
     final = train(_cfg(tmp_path, "smoke_two_stage"))
     run = tmp_path / "run"
+    for stage in ("exploration", "stability"):  # the PRPO reward's components were logged
+        logged = (run / stage / "metrics.jsonl").read_text()
+        assert "rewards/preresq/invalid_rate" in logged
     assert final == run / "stability" / "final"
     info = json.loads((run / "stability" / "run_info.json").read_text())
     assert info["init"] == str(run / "exploration" / "final")
