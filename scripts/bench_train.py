@@ -56,14 +56,14 @@ def _cfg(out: Path, steps: int):
 
 def time_ours(steps: int, out: Path, trivial: bool) -> list[float]:
     from preresq.models import resolve_model_path
-    from preresq.training import train as train_module
+    from preresq.training.train import build_trainer
 
     cfg = _cfg(out, steps)
     init = resolve_model_path(cfg.model, cfg.paths.cache_dir)
     patch = mock.patch("preresq.rewards.build_reward_funcs", return_value=([trivial_reward], [1.0]))
     timer = StepTimer()
     with patch if trivial else contextlib.nullcontext():
-        trainer = train_module.build_trainer(cfg, init, out, "main")
+        trainer = build_trainer(cfg, init, out, "main")
     trainer.add_callback(timer)
     trainer.train()
     return timer.times
@@ -91,6 +91,10 @@ def time_bare(steps: int, out: Path) -> list[float]:
             for r in records]
     args = OmegaConf.to_container(cfg.trainer.args, resolve=True)
     args.update(output_dir=str(out), reward_weights=[1.0])
+    # The same checkpointing choice as train(cfg) (off for the tiny model); TRL's default is on.
+    fields = GRPOConfig.__dataclass_fields__
+    switch = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+    args[switch] = bool(cfg.model.gradient_checkpointing)
     trainer = GRPOTrainer(model=AutoModelForImageTextToText.from_pretrained(init),
                           processing_class=AutoProcessor.from_pretrained(init),
                           reward_funcs=[trivial_reward], args=GRPOConfig(**args),
