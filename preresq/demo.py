@@ -82,30 +82,16 @@ def format_warmup(cfg: DictConfig, model_path: str, records, card, out_dir: Path
     return out_dir
 
 
-def score_split(cfg: DictConfig, model_path: str, card, records) -> dict:
-    """SRCC, PLCC and valid-answer rate of greedy answers on ``records``."""
-    from preresq.evaluation.metrics import plcc, srcc
-    from preresq.evaluation.predict import Decoding, HFPredictor, Request, score_completions
+def score_split(cfg: DictConfig, model_path: str, card, records, readout: str = "greedy") -> dict:
+    """SRCC, PLCC and valid-answer rate of the policy at ``model_path`` on ``records``."""
+    from preresq.evaluation.predict import Decoding, HFPredictor, ItemPrompt, held_out_metrics
     from preresq.models import load_model, load_processor
 
-    prompt = cfg.prompt[card.modality]
     predictor = HFPredictor(load_model(cfg.model, path=model_path),
                             load_processor(cfg.model, path=model_path),
                             Decoding(max_new_tokens=int(cfg.trainer.args.max_completion_length)))
-    preds = []
-    for start in range(0, len(records), 64):
-        chunk = records[start : start + 64]
-        requests = [Request(build_messages(prompt.templates[0], 1), _images(cfg, card, r)) for r in chunk]
-        for completions in predictor.generate(requests):
-            preds.append(score_completions(completions, int(prompt.num_scores),
-                                           str(prompt.answer_format))["pred"])
-    pairs = [(p, r.score) for p, r in zip(preds, records) if p is not None]
-    result = {"n": len(records), "valid_rate": len(pairs) / len(records)}
-    if len(pairs) >= 3:
-        result.update(srcc=srcc(*zip(*pairs)), plcc=plcc(*zip(*pairs)))
-    else:  # too few valid answers for a correlation: NaN, never a made-up number
-        result.update(srcc=float("nan"), plcc=float("nan"))
-    return result
+    return held_out_metrics(predictor, records, ItemPrompt.from_cfg(cfg.prompt[card.modality]),
+                            lambda record: _images(cfg, card, record), 64, readout)
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -153,41 +139,51 @@ def run_demo(cfg: DictConfig) -> dict:
     log.info("demo set: %d train items, %d test items (%s)", len(train_records), len(test_records),
              test_card.media_root)
 
+    readout = str(cfg.demo.get("readout", "greedy"))
+
+    def score(path) -> dict:
+        result = score_split(cfg, str(path), test_card, test_records, readout)
+        if readout != "greedy":  # the greedy answers' correlation too, for comparison
+            greedy = score_split(cfg, str(path), test_card, test_records, "greedy")
+            result.update(srcc_greedy=greedy["srcc"], plcc_greedy=greedy["plcc"])
+        return result
+
     tiny = resolve_model_path(cfg.model, cfg.paths.cache_dir)
-    init = score_split(cfg, tiny, test_card, test_records)
+    init = score(tiny)
     warm = format_warmup(cfg, tiny, train_records, train_card, out / "warmup")
-    before = score_split(cfg, str(warm), test_card, test_records)
+    before = score(warm)
 
     run_cfg = OmegaConf.merge(cfg, {"model": {"name_or_path": str(warm)}})
     final = train(run_cfg)
     stage = final.parent
     chosen = stage / "best" if (stage / "best").is_dir() else final
-    after = score_split(cfg, str(chosen), test_card, test_records)
+    after = score(chosen)
 
     png = out / "training_curves.png"
     plot_curves(stage, png)
-    keys = ("srcc", "plcc", "valid_rate")
-
     def row(result: dict) -> dict:  # NaN (too few valid answers) is written as JSON null
-        return {k: None if isinstance(result[k], float) and math.isnan(result[k]) else result[k]
-                for k in keys}
+        return {k: None if isinstance(v, float) and math.isnan(v) else v
+                for k, v in result.items() if k != "n"}
 
     summary = {
         "init": row(init),
         "before": row(before),
         "after": row(after),
+        "readout": readout,
         "test_items": len(test_records),
         "checkpoint": str(chosen),
         "seconds": round(time.time() - start, 1),
         "plot": str(png),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print("\nheld-out demo test split (%d items)" % len(test_records))
-    print("| policy | SRCC | PLCC | valid answers |")
-    print("| --- | --- | --- | --- |")
+    greedy = readout != "greedy"
+    print("\nheld-out demo test split (%d items), scores read out: %s" % (len(test_records), readout))
+    print("| policy | SRCC | PLCC | valid answers |" + (" SRCC of greedy answers |" if greedy else ""))
+    print("| --- | --- | --- | --- |" + (" --- |" if greedy else ""))
     for name, label in (("init", "untrained"), ("before", "after format warm-up, before GRPO"),
                         ("after", "after GRPO")):
         r = summary[name]
-        print(f"| {label} | {_fmt(r['srcc'])} | {_fmt(r['plcc'])} | {r['valid_rate']:.0%} |")
+        extra = f" {_fmt(r['srcc_greedy'])} |" if greedy else ""
+        print(f"| {label} | {_fmt(r['srcc'])} | {_fmt(r['plcc'])} | {r['valid_rate']:.0%} |{extra}")
     print(f"\nsummary: {out / 'summary.json'}\ncurves:  {png}\n({summary['seconds']:.0f} s)")
     return summary

@@ -64,3 +64,47 @@ def test_greedy_config_sets_no_sampling_fields(tiny):
     cfg = HFPredictor(model, processor, Decoding(max_new_tokens=5)).generation_config
     assert cfg.do_sample is False and cfg.max_new_tokens == 5
     assert cfg.temperature is None and cfg.top_p is None and cfg.top_k is None
+
+
+def test_expected_score_is_the_mean_of_the_renormalised_digit_probabilities(tiny):
+    model, processor = tiny
+    predictor = HFPredictor(model, processor, Decoding(max_new_tokens=1))
+    requests = _requests()
+    got = predictor.expected_scores(requests)
+    # By hand, one request at a time (no padding): next-token softmax at the prompt's end.
+    tok = processor.tokenizer
+    ids = [tok.convert_tokens_to_ids(str(d)) for d in range(1, 6)]
+    for request, (expected, mass) in zip(requests, got):
+        inputs = processor(text=[predictor.prompt_text(request.messages)], images=request.images,
+                           return_tensors="pt")
+        with torch.inference_mode():
+            probs = torch.softmax(model(**inputs).logits[0, -1].float(), -1)[ids]
+        assert mass == pytest.approx(probs.sum().item(), rel=1e-4)
+        assert expected == pytest.approx((probs * torch.arange(1, 6)).sum().item() / probs.sum().item(),
+                                         rel=1e-4)
+        assert 1.0 <= expected <= 5.0
+
+
+def test_held_out_metrics_counts_valid_answers_and_refuses_expected_on_tagged_prompts(tiny):
+    from preresq.data.records import Record
+    from preresq.evaluation.predict import ItemPrompt, held_out_metrics
+    from preresq.parsing import parse_answer
+
+    model, processor = tiny
+    predictor = HFPredictor(model, processor, Decoding(max_new_tokens=1))
+    images = {f"im{i}": Image.new("RGB", (56, 56), (50 * i, 30, 200 - 40 * i)) for i in range(5)}
+    records = [Record(id=name, paths=[f"{name}.png"], score=1.0 + i, mos=1.0 + i, benchmark="t")
+               for i, name in enumerate(images)]
+    digit = ItemPrompt("demo_digit", 1, "bare")
+    answers = [c[0] for c in predictor.generate([Request(digit.messages(1), [images[r.id]])
+                                                  for r in records])]
+    result = held_out_metrics(predictor, records, digit, lambda r: [images[r.id]], 2, "expected")
+    assert result["n"] == 5
+    parsed = [parse_answer(a, 1, "bare").valid for a in answers]
+    assert result["valid_rate"] == sum(parsed) / 5
+    assert -1.0 <= result["srcc"] <= 1.0  # expected scores always exist: never NaN here
+    with pytest.raises(ValueError, match="one-digit bare"):
+        held_out_metrics(predictor, records, ItemPrompt("iqa", 5, "tagged"), lambda r: [images[r.id]],
+                         2, "expected")
+    with pytest.raises(ValueError, match="readout"):
+        held_out_metrics(predictor, records, digit, lambda r: [images[r.id]], 2, "mode")

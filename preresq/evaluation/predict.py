@@ -146,6 +146,40 @@ class HFPredictor:
         n = self.decoding.num_samples
         return [decoded[i * n:(i + 1) * n] for i in range(len(requests))]
 
+    def expected_scores(self, requests: Sequence[Request],
+                        values: Sequence[int] = (1, 2, 3, 4, 5)) -> list[tuple[float, float]]:
+        """Expected score of a one-token answer, from the first answer token's distribution.
+
+        For prompts whose whole answer is one score written as one token (the demo's bare
+        digit): the probabilities of the tokens ``str(v)`` are renormalised over ``values``
+        and averaged, ``sum_v v * p(v) / sum_v p(v)`` (Q-Align's readout). Greedy decoding
+        keeps only the most likely digit, so a small policy whose distribution moves with
+        quality can still give one constant answer; the expectation keeps that signal.
+        Returns ``(expected score, probability mass on the score tokens)`` per request.
+        """
+        import torch
+
+        if not requests:
+            return []
+        tokenizer = self.processor.tokenizer
+        ids = []
+        for v in values:
+            token_ids = tokenizer.encode(str(v), add_special_tokens=False)
+            if len(token_ids) != 1:
+                raise ValueError(f"score {v} is {len(token_ids)} tokens in this tokenizer; the "
+                                 "expected-score readout needs one-token scores")
+            ids.append(token_ids[0])
+        texts = [self.prompt_text(r.messages) for r in requests]
+        images = [image for r in requests for image in r.images]
+        inputs = self.processor(text=texts, images=images or None, padding=True,
+                                padding_side="left", return_tensors="pt").to(self.device)
+        with torch.inference_mode():
+            logits = self.model(**inputs).logits[:, -1, :].float()  # left padding: last = next
+        probs = torch.softmax(logits, dim=-1)[:, ids]
+        mass = probs.sum(-1)
+        expected = (probs * torch.tensor(values, dtype=probs.dtype, device=probs.device)).sum(-1) / mass
+        return list(zip(expected.tolist(), mass.tolist()))
+
 
 # ----------------------------------------------------------------------------- scoring
 
@@ -281,3 +315,44 @@ def predict_records(records: Sequence[Record], predictor: Predictor, prompt: Ite
 def pending_records(records: Iterable[Record], done: set[str]) -> list[Record]:
     """The records whose ids are not predicted yet, in benchmark order."""
     return [r for r in records if r.id not in done]
+
+
+# ----------------------------------------------------------------------------- held-out check
+
+READOUTS = ("greedy", "expected")
+
+
+def held_out_metrics(predictor: HFPredictor, records: Sequence[Record], prompt: ItemPrompt,
+                     load_images: Callable[[Record], list[Image.Image]], batch_size: int,
+                     readout: str = "greedy") -> dict:
+    """SRCC, PLCC and valid-answer rate on a few held-out records (training validation, demo).
+
+    ``valid_rate`` always counts the generated answers that parse. The score correlated
+    with the labels is the parsed answer (``readout="greedy"``; items without one are left
+    out), or ``"expected"``: ``HFPredictor.expected_scores`` over the digit tokens, for
+    one-digit bare answers only. Fewer than 3 scored items give NaN, never a made-up number.
+    """
+    from preresq.evaluation.metrics import plcc, srcc
+
+    if readout not in READOUTS:
+        raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+    if readout == "expected" and (prompt.num_scores != 1 or prompt.answer_format != "bare"):
+        raise ValueError("readout=expected needs one-digit bare answers (prompt=demo_digit)")
+    pairs, valid = [], 0
+    for batch in _batches(records, batch_size):
+        requests = [Request(prompt.messages(len(ims)), ims) for ims in map(load_images, batch)]
+        rows = [score_completions(c, prompt.num_scores, prompt.answer_format)
+                for c in predictor.generate(requests)]
+        valid += sum(row["pred"] is not None for row in rows)
+        if readout == "expected":
+            preds = [expected for expected, _mass in predictor.expected_scores(requests)]
+        else:
+            preds = [row["pred"] for row in rows]
+        pairs += [(p, r.score) for p, r in zip(preds, batch) if p is not None]
+    n = len(records)
+    result = {"n": n, "valid_rate": valid / n if n else 0.0}
+    if len(pairs) >= 3:
+        result.update(srcc=srcc(*zip(*pairs)), plcc=plcc(*zip(*pairs)))
+    else:
+        result.update(srcc=float("nan"), plcc=float("nan"))
+    return result

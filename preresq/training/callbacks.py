@@ -51,7 +51,9 @@ def validation_records(cfg: DictConfig):
 class ValidationCallback(TrainerCallback):
     """SRCC/PLCC on held-out items every N steps, with the evaluation code.
 
-    Prompts, parsing and greedy decoding are those of ``scripts/eval.py``. Results go to
+    Prompts, parsing and greedy decoding are those of ``scripts/eval.py``;
+    ``validation.readout=expected`` scores one-digit answers by their expected value
+    (``preresq.evaluation.predict.held_out_metrics``). Results go to
     the trainer's log (``val/srcc``...) and ``validation.jsonl``; with
     ``validation.keep_best`` the weights with the best SRCC are saved to ``<stage>/best``.
     Every rank runs the same generation (DeepSpeed ZeRO-3 needs all ranks in ``generate``);
@@ -66,6 +68,7 @@ class ValidationCallback(TrainerCallback):
         self.max_new_tokens = int(cfg.validation.get("max_new_tokens",
                                                      cfg.trainer.args.max_completion_length))
         self.keep_best = bool(cfg.validation.get("keep_best", False))
+        self.readout = str(cfg.validation.get("readout", "greedy"))
         self.records, self.card = validation_records(cfg)
         self.prompt = cfg.prompt[self.card.modality]
         self.best = -math.inf
@@ -87,10 +90,8 @@ class ValidationCallback(TrainerCallback):
             self._validate(state)
 
     def _validate(self, state) -> None:
-        from preresq.evaluation.metrics import plcc, srcc
-        from preresq.evaluation.predict import Decoding, HFPredictor, Request, score_completions
         from preresq.data.rows import item_images
-        from preresq.prompts import build_messages
+        from preresq.evaluation.predict import Decoding, HFPredictor, ItemPrompt, held_out_metrics
 
         trainer = self.trainer
         model = trainer.accelerator.unwrap_model(trainer.model)
@@ -98,33 +99,19 @@ class ValidationCallback(TrainerCallback):
         predictor = HFPredictor(model, trainer.processing_class,
                                 Decoding(max_new_tokens=self.max_new_tokens))
         video_cfg = OmegaConf.to_container(self.cfg.video, resolve=True) if self.cfg.get("video") else None
-        template = self.prompt.templates[0]
-        preds, gts = [], []
-        for start in range(0, len(self.records), self.batch_size):
-            chunk = self.records[start : start + self.batch_size]
-            requests = []
-            for record in chunk:
-                images = item_images(record, self.card.media_root, int(self.cfg.model.min_pixels),
-                                     int(self.cfg.model.max_pixels), video_cfg)
-                requests.append(Request(build_messages(template, len(images)), images))
-            for record, completions in zip(chunk, predictor.generate(requests)):
-                row = score_completions(completions, int(self.prompt.num_scores),
-                                        str(self.prompt.answer_format))
-                preds.append(row["pred"])
-                gts.append(record.score)
-        model.train(was_training)
 
-        pairs = [(p, g) for p, g in zip(preds, gts) if p is not None]
-        valid_rate = len(pairs) / len(preds) if preds else 0.0
-        # Too few valid answers for a correlation: report NaN, never a made-up number.
-        if len(pairs) >= 3:
-            s, p = srcc(*zip(*pairs)), plcc(*zip(*pairs))
-        else:
-            s = p = float("nan")
+        def load_images(record):
+            return item_images(record, self.card.media_root, int(self.cfg.model.min_pixels),
+                               int(self.cfg.model.max_pixels), video_cfg)
+
+        result = held_out_metrics(predictor, self.records, ItemPrompt.from_cfg(self.prompt),
+                                  load_images, self.batch_size, self.readout)
+        model.train(was_training)
+        s, p, valid_rate = result["srcc"], result["plcc"], result["valid_rate"]
         metrics = {"val/srcc": s, "val/plcc": p, "val/valid_rate": valid_rate}
         if state.is_world_process_zero:
             with (self.output_dir / "validation.jsonl").open("a") as f:
-                f.write(json.dumps({"step": state.global_step, "n": len(preds), **metrics}) + "\n")
+                f.write(json.dumps({"step": state.global_step, "n": result["n"], **metrics}) + "\n")
         log.info("validation at step %d: srcc %.3f plcc %.3f valid %.2f", state.global_step, s, p,
                  valid_rate)
         if state.global_step > 0:
