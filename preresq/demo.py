@@ -12,6 +12,10 @@ Steps (config: ``configs/experiment/demo.yaml``):
 5. score the kept weights on the test split (``after``), write ``summary.json`` and a PNG
    of the reward and the validation SRCC over training steps.
 
+Scores are read as ``demo.readout`` says: ``expected`` (the mean digit under the first
+answer token's distribution, ``HFPredictor.expected_scores``) or ``greedy`` (the parsed
+greedy answer); with ``expected`` the greedy answers' SRCC/PLCC are reported beside it.
+
 A tiny random model on a toy set: a check that advantages, masks, reward wiring and parsing
 work together, not a result about image quality assessment.
 """

@@ -49,9 +49,26 @@ def test_distort_grows_with_level(kind):
         distort(clean, "swirl", 1, rng)
 
 
+def test_white_noise_std_is_noise_std_times_strength():
+    gray = Image.new("RGB", (112, 112), (128, 128, 128))
+
+    def measured(noise_std, level):
+        out = distort(gray, "white_noise", level, np.random.default_rng(0), max_level=4,
+                      noise_std=noise_std)
+        return np.asarray(out, float).std() / 255.0
+
+    # Where mid-gray barely clips (std <= 0.15: 3 sigma inside the range) it is the set std.
+    for noise_std, level in ((0.12, 4), (0.3, 2), (0.3, 1)):
+        assert measured(noise_std, level) == pytest.approx(noise_std * level / 4, rel=0.03)
+    assert measured(0.3, 4) > measured(0.3, 3) > measured(0.3, 2)  # clipped, still growing
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="multiple of 28"):
         DemoConfig(crop_size=100)
+    with pytest.raises(ValueError, match="noise_std"):
+        DemoConfig(noise_std=0)
+    assert DemoConfig().digest() != DemoConfig(noise_std=0.3).digest()
     with pytest.raises(ValueError, match="unknown demo parameters"):
         DemoConfig.from_mapping({"max_levels": 3})
     assert DemoConfig().digest() != DemoConfig(max_level=4).digest()

@@ -58,6 +58,7 @@ class DemoConfig:
     split_by: str = "crop"
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
     balance_train: bool = True
+    noise_std: float = 0.12
     seed: int = 0
     name: str = "iqa_demo"
     extra: dict = field(default_factory=dict, compare=False, repr=False)
@@ -69,6 +70,8 @@ class DemoConfig:
         unknown = set(self.kinds) - set(DISTORTIONS)
         if unknown or not self.kinds:
             raise ValueError(f"demo kinds {sorted(unknown) or '[]'} not in {DISTORTIONS}")
+        if not self.noise_std > 0:
+            raise ValueError(f"demo noise_std must be > 0, got {self.noise_std}")
         if self.max_level < 1:
             raise ValueError(f"demo max_level must be >= 1, got {self.max_level}")
         if self.crop_size % 28:
@@ -118,14 +121,15 @@ def _strength(level: int, max_level: int) -> float:
 
 
 def distort(image: Image.Image, kind: str, level: int, rng: np.random.Generator,
-            max_level: int = 5) -> Image.Image:
+            max_level: int = 5, noise_std: float = 0.12) -> Image.Image:
     """Degrade an RGB image by one KADID-style distortion at ``level`` of ``max_level``.
 
     The strength is ``t = level / max_level`` in (0, 1], so every kind spans the same
     range of scores whatever ``max_level`` is. Level 0 (clean) is not a distortion: use
     the image itself. ``rng`` drives the random kinds (white noise) only.
 
-    Kinds: gaussian_blur (sigma 3t px), white_noise (std 0.12t of the range, per channel),
+    Kinds: gaussian_blur (sigma 3t px), white_noise (std ``noise_std`` x t of the range,
+    per channel),
     jpeg (quality 45 - 42t), contrast_change (contrast x (1 - 0.85t) about the mean),
     color_saturation (saturation x (1 - t); t = 1 is gray), pixelation (blocks of
     1 + ceil(7t) px, nearest-neighbour).
@@ -144,7 +148,7 @@ def distort(image: Image.Image, kind: str, level: int, rng: np.random.Generator,
         return image.filter(ImageFilter.GaussianBlur(radius=3.0 * t))
     if kind == "white_noise":
         pixels = np.asarray(image, dtype=np.float32) / 255.0
-        noisy = pixels + rng.normal(0.0, 0.12 * t, size=pixels.shape)
+        noisy = pixels + rng.normal(0.0, noise_std * t, size=pixels.shape)
         return Image.fromarray((np.clip(noisy, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
     if kind == "jpeg":
         buffer = io.BytesIO()
@@ -259,7 +263,7 @@ def _build(cfg: DemoConfig, out: Path) -> dict:
         items = [("clean", 0, crop)]
         for kind in kinds:
             for level in range(1, cfg.max_level + 1):
-                items.append((kind, level, distort(crop, kind, level, crop_rng, cfg.max_level)))
+                items.append((kind, level, distort(crop, kind, level, crop_rng, cfg.max_level, cfg.noise_std)))
         for kind, level, image in items:
             rel = f"images/{crop_id}/{kind}_{level}.png"
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
