@@ -181,7 +181,7 @@ def run_demo(cfg: DictConfig) -> dict:
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     greedy = readout != "greedy"
-    print("\nheld-out demo test split (%d items), scores read out: %s" % (len(test_records), readout))
+    print(f"\nheld-out demo test split ({len(test_records)} items), scores read out: {readout}")
     print("| policy | SRCC | PLCC | valid answers |" + (" SRCC of greedy answers |" if greedy else ""))
     print("| --- | --- | --- | --- |" + (" --- |" if greedy else ""))
     for name, label in (("init", "untrained"), ("before", "after format warm-up, before GRPO"),

@@ -9,12 +9,12 @@ setting uses one.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cache
 
 from preresq.paths import PROMPT_DIR
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_template(name: str) -> str:
     """Return the text of the template ``preresq/prompts/<name>.txt``."""
     path = PROMPT_DIR / f"{name}.txt"

@@ -25,7 +25,7 @@ def _requests(prompts=("demo_digit", "iqa", "demo_digit")):
     # batch really is left padded.
     sizes = [(56, 56), (112, 84), (84, 112)]
     images = [Image.new("RGB", size, (40 * i, 200 - 50 * i, 90)) for i, size in enumerate(sizes)]
-    return [Request(build_messages(t, 1), [im]) for t, im in zip(prompts, images)]
+    return [Request(build_messages(t, 1), [im]) for t, im in zip(prompts, images, strict=True)]
 
 
 def test_batched_greedy_equals_one_at_a_time(tiny):
@@ -74,7 +74,7 @@ def test_expected_score_is_the_mean_of_the_renormalised_digit_probabilities(tiny
     # By hand, one request at a time (no padding): next-token softmax at the prompt's end.
     tok = processor.tokenizer
     ids = [tok.convert_tokens_to_ids(str(d)) for d in range(1, 6)]
-    for request, (expected, mass) in zip(requests, got):
+    for request, (expected, mass) in zip(requests, got, strict=True):
         inputs = processor(text=[predictor.prompt_text(request.messages)], images=request.images,
                            return_tensors="pt")
         with torch.inference_mode():

@@ -288,7 +288,7 @@ def _evaluate(cfg: DictConfig, predictor: Predictor | None, procs: Processes) ->
             try:
                 predict_records(mine, predictor, ItemPrompt.from_cfg(cfg.prompt[card.modality]),
                                 media_loader(cfg, card), cache, int(cfg.batch_size),
-                                progress=lambda k: bar.update(k * procs.world_size))
+                                progress=lambda k, bar=bar: bar.update(k * procs.world_size))
             finally:
                 bar.close()
                 cache.close()

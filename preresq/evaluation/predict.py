@@ -178,7 +178,7 @@ class HFPredictor:
         probs = torch.softmax(logits, dim=-1)[:, ids]
         mass = probs.sum(-1)
         expected = (probs * torch.tensor(values, dtype=probs.dtype, device=probs.device)).sum(-1) / mass
-        return list(zip(expected.tolist(), mass.tolist()))
+        return list(zip(expected.tolist(), mass.tolist(), strict=True))
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -348,11 +348,12 @@ def held_out_metrics(predictor: HFPredictor, records: Sequence[Record], prompt: 
             preds = [expected for expected, _mass in predictor.expected_scores(requests)]
         else:
             preds = [row["pred"] for row in rows]
-        pairs += [(p, r.score) for p, r in zip(preds, batch) if p is not None]
+        pairs += [(p, r.score) for p, r in zip(preds, batch, strict=True) if p is not None]
     n = len(records)
     result = {"n": n, "valid_rate": valid / n if n else 0.0}
     if len(pairs) >= 3:
-        result.update(srcc=srcc(*zip(*pairs)), plcc=plcc(*zip(*pairs)))
+        preds, gts = (list(column) for column in zip(*pairs, strict=True))
+        result.update(srcc=srcc(preds, gts), plcc=plcc(preds, gts))
     else:
         result.update(srcc=float("nan"), plcc=float("nan"))
     return result

@@ -73,7 +73,7 @@ def score_files(paths: Sequence[str | Path], cfg, predictor=None) -> list[dict]:
     from omegaconf import OmegaConf
 
     from preresq.evaluation.evaluate import Processes, build_predictor
-    from preresq.evaluation.predict import Decoding, ItemPrompt, Loaded, load_ahead, predict_batch
+    from preresq.evaluation.predict import Decoding, ItemPrompt, load_ahead, predict_batch
     from preresq.models import resolve_model_path
 
     paths = [Path(p) for p in paths]
@@ -94,7 +94,7 @@ def score_files(paths: Sequence[str | Path], cfg, predictor=None) -> list[dict]:
             return file_images(item.path, modality, min_pixels, max_pixels, video_cfg)
 
         for batch in load_ahead(items, int(cfg.batch_size), load):
-            for loaded, row in zip(batch, predict_batch(batch, predictor, prompt)):
+            for loaded, row in zip(batch, predict_batch(batch, predictor, prompt), strict=True):
                 results[loaded.record.index] = _output(loaded, row, modality)
     return [results[i] for i in range(len(paths))]
 
