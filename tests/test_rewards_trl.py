@@ -107,6 +107,16 @@ def test_adapter_accepts_plain_strings_and_logs_metrics():
     } <= set(logged)
 
 
+def test_adapter_adds_mos_and_parsed_score_to_the_completions_table():
+    texts = [_text(s) for s in SCORES] + ["<think>x</think><answer>5 stars</answer>"]
+    extra = {}
+    _preresq()(prompts=["p"] * 4, completions=texts, item_id=["x", "x", "y", "y"],
+               mos=[4.0, 4.0, 2.0, 2.0], log_extra=lambda column, values: extra.__setitem__(column, values))
+    assert extra["mos"] == [4.0, 4.0, 2.0, 2.0]
+    expected = [pytest.approx(sum(s) / len(s)) for s in SCORES] + [None]
+    assert extra["preresq/score"] == expected
+
+
 def test_adapter_missing_column_names_it():
     with pytest.raises(KeyError, match="item_id"):
         _preresq()(prompts=["p"], completions=[_text(SCORES[0])], mos=[3.0])

@@ -184,6 +184,11 @@ class GroupedReward:
             for key in sorted(self.last_metrics):  # same order on every process
                 log_metric(key, self.last_metrics[key])
         totals = out["total"][batch.row, batch.col]
+        log_extra = kwargs.get("log_extra")
+        if log_extra is not None:  # TRL's completions table: each answer beside its item's MOS
+            log_extra("mos", mos)
+            log_extra(f"{self.__name__}/score",
+                      [None if a is None else sum(a) / len(a) for a in answers])
         return totals[offset : offset + n].tolist()
 
     def _metrics(self, out: dict[str, torch.Tensor], batch: GroupedBatch) -> dict[str, float]:

@@ -2,7 +2,9 @@
 
 The trainer is TRL's own (no fork). What this module adds is the wiring: configs to
 ``GRPOConfig``, the stage schedule, resume, the run record (config + git commit) and a
-few callbacks (reward components, sample completions with their MOS, validation).
+few callbacks (metrics file, validation). Reward components and the invalid-answer rate
+are logged by the reward adapter, which also adds each item's MOS and parsed score to
+TRL's completions table (``log_completions``).
 """
 
 from __future__ import annotations
