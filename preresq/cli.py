@@ -31,10 +31,14 @@ def eval_main() -> None:
 
     import preresq.config  # noqa: F401  (registers the ${repo_root:} resolver)
     from preresq.evaluation import evaluate
+    from preresq.models import ModelNotFoundError
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name="eval", version_base="1.3")
     def _main(cfg: DictConfig) -> None:
-        evaluate(cfg)
+        try:
+            evaluate(cfg)
+        except ModelNotFoundError as err:
+            raise SystemExit(f"error: {err}") from None
 
     _main()
 

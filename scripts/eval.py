@@ -9,11 +9,15 @@ from omegaconf import DictConfig
 
 import preresq.config  # noqa: F401  (registers the ${repo_root:} resolver used by configs/paths)
 from preresq.evaluation import evaluate
+from preresq.models import ModelNotFoundError
 
 
 @hydra.main(config_path="../configs", config_name="eval", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+    try:
+        evaluate(cfg)
+    except ModelNotFoundError as err:  # a one-line reason, not a stack trace
+        raise SystemExit(f"error: {err}") from None
 
 
 if __name__ == "__main__":

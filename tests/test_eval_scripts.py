@@ -41,6 +41,30 @@ def test_eval_script_runs_offline_on_the_demo(tmp_path, monkeypatch, capsys):
     assert (out / "results.md").is_file() and (out / "plots" / "iqa_demo.png").is_file()
 
 
+def test_eval_script_names_a_missing_model_without_a_traceback(tmp_path, monkeypatch):
+    missing = tmp_path / "no_such_checkpoint"
+    monkeypatch.setattr(sys, "argv", ["scripts/eval.py", "suite=iqa_demo", f"model.name_or_path={missing}",
+                                      f"output_dir={tmp_path / 'eval'}", f"hydra.run.dir={tmp_path / 'hydra'}"])
+    monkeypatch.chdir(REPO_ROOT)
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(REPO_ROOT / "scripts" / "eval.py"), run_name="__main__")
+    message = str(exit_info.value.code)
+    assert message.startswith("error: Model not available") and str(missing) in message
+
+
+def test_score_script_scores_a_file(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    from PIL import Image
+
+    image = tmp_path / "a.png"
+    Image.new("RGB", (56, 56), (120, 30, 200)).save(image)
+    monkeypatch.setattr(sys, "argv", ["scripts/score.py", str(image), "--model", str(tiny_model_dir),
+                                      "model=tiny", "prompt=demo_digit", "max_new_tokens=2", "--json"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(REPO_ROOT / "scripts" / "score.py"), run_name="__main__")
+    assert exit_info.value.code == 0
+    assert json.loads(capsys.readouterr().out)[0]["path"] == str(image)
+
+
 def test_gpu_check_runs_tiny_on_cpu(tmp_path, capsys):
     check = _load_script("gpu_eval_check")
     summary_path = tmp_path / "summary.json"

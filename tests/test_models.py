@@ -68,5 +68,12 @@ def test_qwen2_vl_variant(tmp_path):
 
 def test_missing_weights_fail_with_clear_message(tmp_path):
     cfg = OmegaConf.merge(TINY_CFG, {"name_or_path": str(tmp_path / "nowhere")})
-    with pytest.raises(ModelNotFoundError, match="nowhere.*model.name_or_path="):
+    with pytest.raises(ModelNotFoundError, match="(?s)nowhere.*model.name_or_path="):
+        load_processor(cfg)
+
+
+def test_hub_id_offline_fails_with_download_hint(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = OmegaConf.merge(TINY_CFG, {"name_or_path": "Qwen/PreResQ-No-Such-Model"})
+    with pytest.raises(ModelNotFoundError, match="(?s)not a local folder.*huggingface-cli download Qwen/PreResQ-No-Such-Model"):
         load_processor(cfg)

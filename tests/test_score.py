@@ -92,3 +92,14 @@ def test_command_line_with_the_tiny_model(tmp_path, capsys):
     assert out[0]["path"] == str(a) and set(out[0]) >= {"score", "subscores", "reasoning", "completion"}
     with pytest.raises(SystemExit):
         score.main([str(tmp_path / "missing.png"), "model=tiny"])
+
+
+def test_command_line_model_option_and_missing_model(tmp_path, tiny_model_dir, capsys):
+    a = _image(tmp_path / "a.png", 0)
+    assert score.main([str(a), "--model", str(tiny_model_dir), "model=tiny", "prompt=demo_digit",
+                       "max_new_tokens=2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["path"] == str(a)
+    missing = tmp_path / "no_such_checkpoint"
+    assert score.main([str(a), "--model", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and "is missing" in err and "Traceback" not in err

@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                "decoding.do_sample=true decoding.num_samples=8")
     parser.add_argument("inputs", nargs="+", metavar="PATH_OR_OVERRIDE",
                         help="image or video files, and key=value config overrides")
+    parser.add_argument("--model", metavar="PATH_OR_ID",
+                        help="a checkpoint folder or hub id (the same as model.name_or_path=...)")
     parser.add_argument("--json", action="store_true", help="print one JSON list instead of text")
     return parser
 
@@ -156,15 +158,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     from preresq.config import compose
 
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)  # files, options, overrides in any order
     files, overrides = split_arguments(args.inputs)
     if not files:
         build_parser().error("no input files")
     missing = [f for f in files if not Path(f).is_file()]
     if missing:
         build_parser().error(f"not a file: {', '.join(missing)}")
+    from preresq.models import ModelNotFoundError
+
+    if args.model:
+        overrides.append(f"model.name_or_path={args.model}")
     cfg = compose("eval", overrides)
-    results = score_files(files, cfg)
+    try:
+        results = score_files(files, cfg)
+    except ModelNotFoundError as err:  # a one-line reason, not a stack trace
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(results, indent=2, ensure_ascii=False))
     else:

@@ -44,12 +44,15 @@ def resolve_model_path(model_cfg, cache_dir: str | os.PathLike | None = None) ->
 def _not_found(name: str, err: Exception) -> ModelNotFoundError:
     local = Path(name).expanduser()
     if local.is_absolute() or name.startswith((".", "~")) or local.exists():
-        where = f"the local folder {name!r} does not hold a loadable checkpoint ({type(err).__name__})"
-    else:
-        where = (f"{name!r} is not a local folder and could not be loaded from the Hugging Face hub "
-                 f"(offline, or not downloaded yet: {type(err).__name__})")
+        what = "is missing" if not local.exists() else "does not hold a loadable checkpoint"
+        return ModelNotFoundError(
+            f"Model not available: the local folder {name!r} {what} ({type(err).__name__}).\n"
+            f"Set model.name_or_path=<folder> to a folder holding config.json, the weights and "
+            f"the processor files (a hub download or a training run's checkpoint)."
+        )
     return ModelNotFoundError(
-        f"Model not available: {where}.\n"
+        f"Model not available: {name!r} is not a local folder and could not be loaded from the "
+        f"Hugging Face hub (offline, or not downloaded yet: {type(err).__name__}).\n"
         f"Download it once on a machine with internet (`huggingface-cli download {name} "
         f"--local-dir /models/<name>`), then point the run at the folder: "
         f"model.name_or_path=/models/<name> (or set PRERESQ_MODEL_7B / PRERESQ_MODEL_3B)."
