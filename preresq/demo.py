@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -135,6 +136,12 @@ def run_demo(cfg: DictConfig) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     start = time.time()
     out = Path(cfg.output_dir)
+    # The demo always starts from the untrained model: a previous run's weights are replaced
+    # (otherwise training would refuse the finished stage folder).
+    for stale in (out / "warmup", out / "main"):
+        if stale.is_dir():
+            log.info("replacing the previous demo run's %s", stale)
+            shutil.rmtree(stale)
     out.mkdir(parents=True, exist_ok=True)
     train_card = card_from_config(cfg.data)
     train_records = read_benchmark(train_card)

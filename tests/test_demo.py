@@ -48,3 +48,7 @@ def test_short_demo_writes_summary_curves_and_table(tmp_path, capsys):
     assert (out / "training_curves.png").stat().st_size > 10_000
     printed = capsys.readouterr().out
     assert "| after GRPO |" in printed and "summary.json" in printed
+
+    # Running the demo again replaces the first run (same seed: the same summary).
+    again = run_demo(cfg)
+    assert {k: again[k] for k in ("init", "before", "after")} == {k: summary[k] for k in ("init", "before", "after")}
