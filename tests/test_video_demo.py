@@ -146,3 +146,41 @@ def test_default_set_builds(tmp_path):
     records = all_records(folder)
     assert [len(records[s]) for s in SPLITS] == [16, 8, 8]
     assert {r.extra["kind"] for s in SPLITS for r in records[s]} == set(KINDS) | {"clean"}
+
+
+@pytest.mark.slow
+def test_smoke_video_trains_on_clip_views(tmp_path):
+    """`python scripts/train.py +experiment=smoke_video`, shortened: the video rows train."""
+    import json
+
+    from preresq.config import compose
+    from preresq.paths import REPO_ROOT
+    from preresq.training import train
+
+    cfg = compose("train", ["+experiment=smoke_video", f"output_dir={tmp_path / 'run'}",
+                            f"paths.cache_dir={REPO_ROOT / '.cache' / 'preresq'}",
+                            "trainer.args.max_steps=2", "trainer.args.logging_steps=1"])
+    final = train(cfg)
+    assert (final / "model.safetensors").is_file()
+    logged = [json.loads(x) for x in (final.parent / "metrics.jsonl").read_text().splitlines()]
+    # The VQA reward (two sub-scores per answer) ran on the clips' rows.
+    assert any("rewards/preresq_vqa/invalid_rate" in m for m in logged)
+
+
+@pytest.mark.slow
+def test_eval_suite_vqa_demo_with_the_tiny_model(tmp_path):
+    """`python scripts/eval.py suite=vqa_demo model=tiny`, shortened to 4 clips."""
+    import json
+
+    from preresq.config import compose
+    from preresq.evaluation import evaluate
+    from preresq.paths import REPO_ROOT
+
+    out = tmp_path / "eval"
+    cfg = compose("eval", ["suite=vqa_demo", "model=tiny", f"output_dir={out}", "limit=4",
+                           "batch_size=2", "max_new_tokens=8", "bootstrap_samples=20", "progress=false",
+                           f"paths.cache_dir={REPO_ROOT / '.cache' / 'preresq'}"])
+    evaluate(cfg)
+    rows = [json.loads(x) for x in (out / "predictions" / "vqa_demo.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(isinstance(r["completion"], str) and "error" not in r for r in rows)
+    assert json.loads((out / "results.json").read_text())["benchmarks"]["vqa_demo"]["n"] == 4
