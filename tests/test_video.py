@@ -226,6 +226,15 @@ def test_pyav_skips_frames_nothing_refers_to(clips):
     assert reader.frames_decoded < 39  # fewer than every frame up to the last wanted one
 
 
+def test_pyav_reader_goes_back_for_an_earlier_frame(clips):
+    reader = video._PyAVReader(Path(clips["gop8"]), 1)
+    try:
+        got = [(i, read_index(f)) for i, f in reader.frames([30, 4, 4, 17])]
+    finally:
+        reader.close()
+    assert got == [(30, 30), (4, 4), (4, 4), (17, 17)]
+
+
 # --------------------------------------------------------------------------- errors and fallback
 
 

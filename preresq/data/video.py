@@ -40,7 +40,6 @@ import bisect
 import logging
 import math
 import os
-from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,6 +253,7 @@ class _PyAVReader:
 
         self._path = path
         self.frames_decoded = 0  # frames the decoder returned so far (what seeking saves)
+        self._fed = -math.inf
         self._container = av.open(str(path))
         try:
             self._index(num_threads)
@@ -279,38 +279,36 @@ class _PyAVReader:
         self._keys = sorted(keys)
         self.num_frames = len(self._pts)
 
-    def frames(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
-        # Packets of frames nobody asked for are decoded with skip_frame=NONREF: a frame no
-        # other frame refers to (most B-frames) is then not decoded at all, about half the
-        # work on an x264 clip. Wanted frames' packets are decoded in full.
+    def _decode_from(self, key: int, wanted: set[int]) -> Iterator:
+        """Frames in presentation order from the keyframe at timestamp ``key`` on.
+
+        Packets of frames nobody asked for are decoded with ``skip_frame=NONREF``: a frame
+        no other frame refers to (most B-frames) is then not decoded at all, about half the
+        work on an x264 clip. Wanted frames' packets are decoded in full.
+        """
+        self._container.seek(key, stream=self._stream, backward=True, any_frame=False)
         codec = self._stream.codec_context
+        self._fed = -math.inf  # the largest timestamp sent to the decoder since the seek
+        for packet in self._container.demux(self._stream):
+            if packet.pts is not None:
+                self._fed = max(self._fed, packet.pts)
+                codec.skip_frame = "DEFAULT" if packet.pts in wanted else "NONREF"
+            decoded = codec.decode(packet)  # the empty packet at the end drains the decoder
+            self.frames_decoded += len(decoded)
+            yield from decoded
+
+    def frames(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
         wanted = {self._pts[i] for i in indices}
-        packets = None   # the demuxer since the last seek
-        ready: deque = deque()  # frames decoded and not yet looked at
-        fed = -math.inf  # the largest timestamp sent to the decoder since that seek
-        last_out = None  # the timestamp of the last frame looked at
+        decoded = None   # the running decoder (a generator), or None before the first seek
+        last_out = None  # the timestamp of the last frame it returned
         for index in indices:
             target = self._pts[index]
             k = bisect.bisect_right(self._keys, target) - 1
             key = self._keys[k] if k >= 0 else self._pts[0]
-            if packets is None or key > fed or (last_out is not None and target <= last_out):
-                self._container.seek(key, stream=self._stream, backward=True, any_frame=False)
-                packets, fed, last_out = self._container.demux(self._stream), -math.inf, None
-                ready.clear()
-            while True:
-                frame = ready.popleft() if ready else None
-                if frame is None:
-                    packet = next(packets, None)
-                    if packet is None:
-                        raise VideoDecodeError(f"{self._path}: stream ended before frame {index} "
-                                               f"(pts {target})")
-                    if packet.pts is not None:
-                        fed = max(fed, packet.pts)
-                        codec.skip_frame = "DEFAULT" if packet.pts in wanted else "NONREF"
-                    decoded = codec.decode(packet)  # the empty packet at the end drains it
-                    self.frames_decoded += len(decoded)
-                    ready.extend(decoded)
-                    continue
+            # Seek when a keyframe lies ahead of what was decoded, or to go back.
+            if decoded is None or key > self._fed or (last_out is not None and target <= last_out):
+                decoded, last_out = self._decode_from(key, wanted), None
+            for frame in decoded:  # leaving the loop early keeps the generator where it is
                 if frame.pts is None:
                     raise VideoDecodeError(f"{self._path}: decoded a frame without timestamp")
                 last_out = frame.pts
@@ -320,6 +318,8 @@ class _PyAVReader:
                 if frame.pts > target:
                     raise VideoDecodeError(f"{self._path}: frame {index} (pts {target}) not produced "
                                            f"by the decoder (got pts {frame.pts})")
+            else:
+                raise VideoDecodeError(f"{self._path}: stream ended before frame {index} (pts {target})")
 
     def close(self) -> None:
         self._container.close()
