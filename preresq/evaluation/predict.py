@@ -330,7 +330,9 @@ def held_out_metrics(predictor: HFPredictor, records: Sequence[Record], prompt: 
     ``valid_rate`` always counts the generated answers that parse. The score correlated
     with the labels is the parsed answer (``readout="greedy"``; items without one are left
     out), or ``"expected"``: ``HFPredictor.expected_scores`` over the digit tokens, for
-    one-digit bare answers only. Fewer than 3 scored items give NaN, never a made-up number.
+    one-digit bare answers only; then the greedy answers' correlations come along as
+    ``srcc_greedy``/``plcc_greedy`` from the same generation. Fewer than 3 scored items give
+    NaN, never a made-up number.
     """
     from preresq.evaluation.metrics import plcc, srcc
 
@@ -338,22 +340,27 @@ def held_out_metrics(predictor: HFPredictor, records: Sequence[Record], prompt: 
         raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
     if readout == "expected" and (prompt.num_scores != 1 or prompt.answer_format != "bare"):
         raise ValueError("readout=expected needs one-digit bare answers (prompt=demo_digit)")
-    pairs, valid = [], 0
+    greedy, expected, gts = [], [], []
     for batch in _batches(records, batch_size):
         requests = [Request(prompt.messages(len(ims)), ims) for ims in map(load_images, batch)]
-        rows = [score_completions(c, prompt.num_scores, prompt.answer_format)
-                for c in predictor.generate(requests)]
-        valid += sum(row["pred"] is not None for row in rows)
+        greedy += [score_completions(c, prompt.num_scores, prompt.answer_format)["pred"]
+                   for c in predictor.generate(requests)]
         if readout == "expected":
-            preds = [expected for expected, _mass in predictor.expected_scores(requests)]
-        else:
-            preds = [row["pred"] for row in rows]
-        pairs += [(p, r.score) for p, r in zip(preds, batch, strict=True) if p is not None]
+            expected += [score for score, _mass in predictor.expected_scores(requests)]
+        gts += [r.score for r in batch]
+
+    def correlations(preds: list) -> tuple[float, float]:
+        pairs = [(p, g) for p, g in zip(preds, gts, strict=True) if p is not None]
+        if len(pairs) < 3:
+            return float("nan"), float("nan")
+        x, y = (list(column) for column in zip(*pairs, strict=True))
+        return srcc(x, y), plcc(x, y)
+
     n = len(records)
-    result = {"n": n, "valid_rate": valid / n if n else 0.0}
-    if len(pairs) >= 3:
-        preds, gts = (list(column) for column in zip(*pairs, strict=True))
-        result.update(srcc=srcc(preds, gts), plcc=plcc(preds, gts))
+    result = {"n": n, "valid_rate": sum(p is not None for p in greedy) / n if n else 0.0}
+    result["srcc_greedy"], result["plcc_greedy"] = correlations(greedy)
+    if readout == "expected":
+        result["srcc"], result["plcc"] = correlations(expected)
     else:
-        result.update(srcc=float("nan"), plcc=float("nan"))
+        result["srcc"], result["plcc"] = result.pop("srcc_greedy"), result.pop("plcc_greedy")
     return result

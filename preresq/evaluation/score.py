@@ -157,6 +157,7 @@ def format_text(results: Sequence[dict]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     from preresq.config import compose
+    from preresq.models import ModelNotFoundError
 
     args = build_parser().parse_intermixed_args(argv)  # files, options, overrides in any order
     files, overrides = split_arguments(args.inputs)
@@ -165,8 +166,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing = [f for f in files if not Path(f).is_file()]
     if missing:
         build_parser().error(f"not a file: {', '.join(missing)}")
-    from preresq.models import ModelNotFoundError
-
     if args.model:
         overrides.append(f"model.name_or_path={args.model}")
     cfg = compose("eval", overrides)
