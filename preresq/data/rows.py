@@ -21,6 +21,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from preresq.data.image import open_image
 from preresq.data.records import Record
 from preresq.prompts import build_messages, pick_template
 
@@ -49,16 +50,6 @@ def resize_image(image: Image.Image, min_pixels: int, max_pixels: int) -> Image.
     if (width, height) == image.size:
         return image
     return image.resize((width, height), Image.Resampling.BICUBIC)
-
-
-def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image fully decoded as RGB; a truncated file raises instead of being padded."""
-    from PIL import ImageFile
-
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    with Image.open(path) as image:
-        image.load()
-        return image.convert("RGB")
 
 
 def item_images(record: Record, media_root: str | os.PathLike, min_pixels: int, max_pixels: int,

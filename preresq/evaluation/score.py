@@ -104,7 +104,8 @@ def score_files(paths: Sequence[str | Path], cfg, predictor=None) -> list[dict]:
 def file_images(path: str | Path, modality: str, min_pixels: int, max_pixels: int,
                 video_cfg: dict | None = None) -> list:
     """The images the model sees for one file, by the loaders evaluation uses."""
-    from preresq.data.rows import open_image, resize_image
+    from preresq.data.image import open_image
+    from preresq.data.rows import resize_image
 
     if modality == "image":
         views = [open_image(path)]

@@ -1,0 +1,89 @@
+"""Open an image as people saw it when they rated it: the one loader of training, eval and scoring.
+
+What a rater saw is the image as a viewer displays it, so ``open_image`` returns 8-bit RGB
+after three corrections a plain ``Image.open(path).convert("RGB")`` gets wrong:
+
+* **EXIF orientation** (phone photos, e.g. SPAQ): the pixels are turned as the tag says
+  (``ImageOps.exif_transpose``), so a portrait photo stored sideways comes out upright.
+* **High bit depth**: 16-bit grey (Pillow modes ``I;16``, ``I;16B``, ``I;16L``, and ``I``
+  as Pillow opens 16-bit PNGs) is scaled to 8 bits (``round(v / 257)``, 65535 -> 255),
+  not clipped (clipping turns almost every pixel white). 32-bit float images (``F``) have
+  no agreed range and are refused.
+* **Transparency** (``RGBA``, ``LA``, ``PA``, palette or grey images with a transparent
+  colour) is composited on **white**, ``BACKGROUND``: the page colour of the web pages and
+  viewers most such images are shown on, and one fixed colour, so training and evaluation
+  agree. Without it, fully transparent pixels show whatever colour the encoder left there.
+
+Other modes (``L``, ``1``, ``P``, ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``) go through Pillow's
+conversion to RGB (CMYK by Pillow's naive formula: an embedded ICC profile is not used).
+Multi-frame files (MPO from phone cameras, animated GIF/WebP) give their first frame, the
+one viewers show.
+
+Shapes the model's resize rule cannot take are refused here with the file named (callers
+add the label line): an aspect ratio above ``MAX_ASPECT_RATIO`` (200:1, where
+qwen-vl-utils' ``smart_resize`` raises). Small images are fine: ``smart_resize`` enlarges
+them to ``min_pixels``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps
+
+BACKGROUND = (255, 255, 255)  # what transparent pixels are composited on (white)
+MAX_ASPECT_RATIO = 200        # qwen_vl_utils.vision_process.MAX_RATIO
+_SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+
+
+class ImageDecodeError(ValueError):
+    """An image that cannot be shown to the model as it was rated; the message names the file."""
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """The image at ``path`` as displayed: upright, 8-bit RGB, transparency on white.
+
+    Raises:
+        FileNotFoundError: no such file.
+        OSError: the file is truncated or not an image (Pillow's error, the file named).
+        ImageDecodeError: a float image, or a shape the processor cannot take.
+
+    Example:
+        >>> open_image("photo.jpg").mode  # doctest: +SKIP
+        'RGB'
+    """
+    # A truncated file must fail, never be padded with grey.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    with Image.open(path) as image:
+        image.load()
+        rgb = to_rgb(ImageOps.exif_transpose(image), path)
+    check_shape(rgb.width, rgb.height, path)
+    return rgb
+
+
+def to_rgb(image: Image.Image, path: str | os.PathLike = "<image>") -> Image.Image:
+    """An opened image converted to 8-bit RGB as displayed (see the module docstring)."""
+    mode = image.mode
+    if mode == "F":
+        raise ImageDecodeError(f"{path}: 32-bit float image (mode F) has no agreed range; "
+                               "convert it to 8 or 16 bits")
+    if mode in _SIXTEEN_BIT:
+        grey = np.asarray(image).astype(np.float64)
+        eight = np.clip(np.rint(grey / 257.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(eight, "L").convert("RGB")
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    if not has_alpha:
+        return image.convert("RGB")
+    rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def check_shape(width: int, height: int, path: str | os.PathLike = "<image>") -> None:
+    """Refuse a size the model's resize rule cannot take (aspect ratio over 200:1)."""
+    if width < 1 or height < 1:
+        raise ImageDecodeError(f"{path}: empty image ({width}x{height})")
+    if max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
+        raise ImageDecodeError(f"{path}: {width}x{height} has an aspect ratio over "
+                               f"{MAX_ASPECT_RATIO}:1, which Qwen2.5-VL's resize rule cannot take")

@@ -1,0 +1,176 @@
+"""Images as displayed (preresq.data.image): one small file per case, checked by the pixels
+the model gets through ``item_images`` (the training/eval path), not only by opening."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from preresq.data.image import BACKGROUND, ImageDecodeError, open_image, to_rgb
+from preresq.data.records import Record
+from preresq.data.rows import MediaError, item_images
+
+# Bounds that leave a 56x28 .. 224x224 image at its own size (sides already multiples of 28).
+MIN_PX, MAX_PX = 28 * 28, 224 * 224
+
+
+def model_pixels(path, name="x", line=None) -> np.ndarray:
+    record = Record(id=name, paths=[path.name], mos=3.0, score=3.0, benchmark="fixture",
+                    extra={} if line is None else {"label_line": line})
+    (image,) = item_images(record, path.parent, MIN_PX, MAX_PX)
+    assert image.mode == "RGB"
+    return np.asarray(image).astype(int)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    # Stored 56 wide x 28 tall, red left / blue right; orientation 6 = "turn 90 degrees
+    # clockwise to display" (a phone held upright): shown 28 wide x 56 tall, red on top.
+    stored = np.zeros((28, 56, 3), np.uint8)
+    stored[:, :28] = (255, 0, 0)
+    stored[:, 28:] = (0, 0, 255)
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    image.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    pixels = model_pixels(tmp_path / "phone.jpg")
+    assert pixels.shape == (56, 28, 3)
+    assert np.abs(pixels[5, 14] - (255, 0, 0)).max() < 40   # top: what was the left
+    assert np.abs(pixels[50, 14] - (0, 0, 255)).max() < 40  # bottom: what was the right
+
+
+@pytest.mark.parametrize("orientation, top_left", [(1, (255, 0, 0)), (3, (0, 0, 255)), (8, (0, 0, 255))])
+def test_other_orientations(tmp_path, orientation, top_left):
+    stored = np.zeros((28, 56, 3), np.uint8)
+    stored[:, :28] = (255, 0, 0)
+    stored[:, 28:] = (0, 0, 255)
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    image.save(tmp_path / "o.png", exif=exif)
+    pixels = model_pixels(tmp_path / "o.png")
+    assert pixels.shape == ((28, 56, 3) if orientation in (1, 3) else (56, 28, 3))
+    assert tuple(pixels[2, 2]) == top_left
+
+
+def _grey16(values: np.ndarray) -> Image.Image:
+    return Image.fromarray(values.astype(np.uint16))
+
+
+def test_sixteen_bit_grey_png_is_scaled_not_clipped(tmp_path):
+    values = np.tile(np.linspace(0, 65535, 56).round().astype(np.uint16), (28, 1))
+    _grey16(values).save(tmp_path / "deep.png")
+    with Image.open(tmp_path / "deep.png") as raw:
+        assert raw.mode in ("I;16", "I")  # Pillow's modes for a 16-bit grey PNG
+    pixels = model_pixels(tmp_path / "deep.png")
+    expected = np.rint(values / 257.0).astype(int)
+    assert np.array_equal(pixels[..., 0], expected)
+    assert np.array_equal(pixels[..., 0], pixels[..., 2])
+    assert pixels.min() == 0 and pixels.max() == 255 and len(np.unique(pixels)) > 40
+
+
+@pytest.mark.parametrize("mode", ["I;16B", "I"])
+def test_other_sixteen_bit_modes(mode):
+    values = np.array([[0, 257, 32896, 65535]], np.uint16)
+    image = _grey16(values).convert("I") if mode == "I" else Image.frombytes(
+        "I;16B", (4, 1), values.astype(">u2").tobytes())
+    assert image.mode == mode
+    assert np.asarray(to_rgb(image))[0, :, 0].tolist() == [0, 1, 128, 255]
+
+
+def _png_rgb48(path, rgb16: np.ndarray) -> None:
+    """A 16-bit-per-channel RGB PNG, written by hand (Pillow cannot write one)."""
+    h, w, _ = rgb16.shape
+    raw = b"".join(b"\x00" + rgb16[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_sixteen_bit_rgb_png(tmp_path):
+    rgb16 = np.zeros((28, 28, 3), np.uint16)
+    rgb16[..., 0], rgb16[..., 1], rgb16[..., 2] = 65535, 32896, 4112
+    _png_rgb48(tmp_path / "rgb48.png", rgb16)
+    pixels = model_pixels(tmp_path / "rgb48.png")
+    assert np.abs(pixels[3, 3] - (255, 128, 16)).max() <= 1
+
+
+def test_transparency_is_composited_on_white(tmp_path):
+    rgba = np.zeros((28, 56, 4), np.uint8)
+    rgba[:, :28] = (255, 0, 0, 0)      # invisible red: must not show
+    rgba[:, 28:] = (0, 0, 0, 128)      # half-transparent black: mid grey on white
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
+    pixels = model_pixels(tmp_path / "alpha.png")
+    assert BACKGROUND == (255, 255, 255)
+    assert tuple(pixels[5, 5]) == (255, 255, 255)
+    assert np.abs(pixels[5, 40] - 127).max() <= 1
+
+
+def test_palette_with_transparent_colour(tmp_path):
+    image = Image.new("P", (28, 28), 0)
+    image.putpalette([0, 255, 0, 255, 0, 0] + [0] * 762)  # 0 green, 1 red
+    image.paste(1, (14, 0, 28, 28))
+    image.save(tmp_path / "pal.png", transparency=0)  # green is the transparent colour
+    image.save(tmp_path / "pal.gif", transparency=0)
+    for name in ("pal.png", "pal.gif"):
+        pixels = model_pixels(tmp_path / name)
+        assert tuple(pixels[5, 5]) == (255, 255, 255), name
+        assert tuple(pixels[5, 20]) == (255, 0, 0), name
+
+
+def test_grey_with_alpha_and_plain_grey(tmp_path):
+    la = Image.new("LA", (28, 28), (0, 0))
+    la.paste((60, 255), (14, 0, 28, 28))
+    la.save(tmp_path / "la.png")
+    pixels = model_pixels(tmp_path / "la.png")
+    assert tuple(pixels[3, 3]) == (255, 255, 255) and tuple(pixels[3, 20]) == (60, 60, 60)
+    Image.new("L", (28, 28), 77).save(tmp_path / "l.png")
+    assert np.all(model_pixels(tmp_path / "l.png") == 77)
+
+
+def test_cmyk_jpeg(tmp_path):
+    Image.new("CMYK", (28, 28), (255, 0, 0, 0)).save(tmp_path / "cmyk.jpg", quality=95)
+    pixels = model_pixels(tmp_path / "cmyk.jpg")
+    assert np.abs(pixels[10, 10] - (0, 255, 255)).max() < 10  # pure cyan
+
+
+def test_animated_file_gives_its_first_frame(tmp_path):
+    frames = [Image.new("RGB", (28, 28), c) for c in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    assert np.abs(model_pixels(tmp_path / "anim.gif")[3, 3] - (255, 0, 0)).max() < 10
+
+
+def test_small_image_is_enlarged_to_min_pixels(tmp_path):
+    Image.new("RGB", (7, 5), (10, 200, 30)).save(tmp_path / "tiny.png")
+    pixels = model_pixels(tmp_path / "tiny.png")
+    h, w, _ = pixels.shape
+    assert h % 28 == 0 and w % 28 == 0 and h * w >= MIN_PX
+    assert tuple(pixels[h // 2, w // 2]) == (10, 200, 30)
+
+
+def test_extreme_aspect_ratio_names_file_and_label_line(tmp_path):
+    Image.new("RGB", (201 * 4, 4)).save(tmp_path / "strip.png")
+    with pytest.raises(MediaError, match=r"strip\.png.*label line 12.*aspect ratio over 200"):
+        model_pixels(tmp_path / "strip.png", line=12)
+    Image.new("RGB", (200 * 4, 4)).save(tmp_path / "ok.png")
+    assert model_pixels(tmp_path / "ok.png").shape[2] == 3
+
+
+def test_float_image_is_refused(tmp_path):
+    Image.fromarray(np.full((4, 4), 0.5, np.float32)).save(tmp_path / "f.tiff")
+    with pytest.raises(ImageDecodeError, match=r"f\.tiff.*float"):
+        open_image(tmp_path / "f.tiff")
+
+
+def test_truncated_image_raises_naming_it(tmp_path):
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(tmp_path / "t.png")
+    data = (tmp_path / "t.png").read_bytes()
+    (tmp_path / "t.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(MediaError, match=r"t\.png.*label line 4"):
+        model_pixels(tmp_path / "t.png", line=4)
