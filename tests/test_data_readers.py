@@ -59,8 +59,11 @@ def test_label_list_layouts(tmp_path):
 
 def test_label_list_errors_name_file_and_line(tmp_path):
     f = tmp_path / "bad.txt"
-    f.write_text("a.jpg 4.5\nb.jpg oops\n")
+    f.write_text("a.jpg 4.5\nref.jpg b.jpg 4.0\n")
     with pytest.raises(ValueError, match=r"bad.txt:2: line has layout ref_dist_score"):
+        read_label_list(f)
+    f.write_text("a.jpg 4.5\nb.jpg oops\n")
+    with pytest.raises(ValueError, match=r"bad.txt:2: expected a number, got 'oops'"):
         read_label_list(f)
     f.write_text("a.jpg 4.5\nb.jpg nan\n")
     with pytest.raises(ValueError, match=r"bad.txt:2: score is not finite"):

@@ -10,7 +10,6 @@ source=...)``, chooses between the two. ``${paths.*}`` in a card resolves agains
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -19,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from preresq.config import load_paths
 from preresq.data.readers import LabelRow, get_reader
-from preresq.data.records import MODALITIES, Record, read_manifest, rescale
+from preresq.data.records import MODALITIES, Record, normalise_path, read_manifest, rescale
 from preresq.paths import CONFIG_DIR
 
 BENCHMARK_DIR = CONFIG_DIR / "benchmark"
@@ -206,7 +205,7 @@ def _scores(card: Card, rows: list[LabelRow]) -> list[float]:
     scores = rescale([r.mos for r in rows], card.higher_is_better, lo, hi)
     for row, score in zip(rows, scores, strict=True):
         if not 1.0 - 1e-6 <= score <= 5.0 + 1e-6:
-            raise ValueError(f"{card.labels}:{row.line}: score {row.mos} is outside the card's "
+            raise ValueError(f"{_where(card, row)}: score {row.mos} is outside the card's "
                              f"score_range {card.score_range} ({card.name})")
     return [min(5.0, max(1.0, s)) for s in scores]
 
@@ -219,6 +218,35 @@ def _splits(card: Card, rows: list[LabelRow]) -> list[str | None]:
     if card.splitter == "labels":
         return [r.split for r in rows]
     return [r.split for r in rows] if any(r.split for r in rows) else [None] * len(rows)
+
+
+def _where(card: Card, row: LabelRow) -> str:
+    """``file:line`` of a row (PIPAL's folder of files names the file itself)."""
+    if "label_file" in row.extra and "label_line" in row.extra:
+        return f"{Path(card.labels) / row.extra['label_file']}:{row.extra['label_line']}"
+    return f"{card.labels}:{row.line}"
+
+
+def _normalised(card: Card, rows: list[LabelRow]) -> list[LabelRow]:
+    """Rows with one spelling per media path (``records.normalise_path``)."""
+    for row in rows:
+        where = _where(card, row)
+        row.name = normalise_path(row.name, where)
+        row.id = normalise_path(row.id, where) if row.id else None
+        row.ref = normalise_path(row.ref, where) if row.ref else None
+    return rows
+
+
+def _check_unique(card: Card, rows: list[LabelRow]) -> None:
+    """An item named twice (in any spelling) is an error naming both lines."""
+    lines: dict[str, list[str]] = {}
+    for row in rows:
+        lines.setdefault(row.id or row.name, []).append(_where(card, row))
+    repeated = {name: where for name, where in lines.items() if len(where) > 1}
+    if repeated:
+        shown = "; ".join(f"{name} at {', '.join(where)}" for name, where in list(repeated.items())[:5])
+        raise ValueError(f"{card.labels}: {len(repeated)} items appear more than once ({card.name}): "
+                         f"{shown}")
 
 
 def _read_manifest(card: Card) -> list[Record]:
@@ -237,11 +265,8 @@ def read_benchmark(card: Card) -> list[Record]:
     """
     if card.manifest:
         return _read_manifest(card)
-    rows = get_reader(card.reader)(card.labels, **card.reader_args)
-    repeated = [n for n, c in Counter(r.id or r.name for r in rows).items() if c > 1]
-    if repeated:
-        raise ValueError(f"{card.labels}: {len(repeated)} items appear more than once, "
-                         f"e.g. {repeated[:3]} ({card.name})")
+    rows = _normalised(card, get_reader(card.reader)(card.labels, **card.reader_args))
+    _check_unique(card, rows)
     scores = _scores(card, rows)
     splits = _splits(card, rows)
     records = []

@@ -81,31 +81,61 @@ def get_reader(name: str) -> Reader:
 # --------------------------------------------------------------------------- label lists
 
 
-_SEPARATORS = re.compile(r"[,\s]+")
+def _label_fields(text: str, where: str) -> tuple[str, list[str]]:
+    """A label-list line's separator (``"comma"`` or ``"space"``) and its fields.
+
+    A line with a comma is comma-separated (spaces around a comma are fine); a field that
+    still holds a space means the line mixes both, which is how a decimal comma
+    (``a.png 3,9``) looks, so it is refused rather than read as ``3`` and ``9``.
+    """
+    if "," not in text:
+        return "space", text.split()
+    fields = [f.strip() for f in text.split(",")]
+    if any(not f for f in fields):
+        raise ValueError(f"{where}: empty field in {text!r}")
+    if any(re.search(r"\s", f) for f in fields):
+        raise ValueError(f"{where}: {text!r} mixes spaces and commas; a decimal comma? "
+                         "write 3.9, not 3,9 (fields are separated by commas or by spaces)")
+    return "comma", fields
 
 
 @register_reader("label_list")
 def read_label_list(path: str | Path, layout: str = "auto") -> list[LabelRow]:
     """The authors' label lists: ``name score [std]`` or ``ref dist score [std]`` per line.
 
-    Fields are separated by whitespace or a comma (plus optional spaces). ``layout`` is
-    ``"name_score"``, ``"ref_dist_score"`` or ``"auto"``: decided by the first line (a
-    number in the second field means ``name score``); every other line must agree.
+    Accepted variants: fields separated by whitespace (spaces or tabs) or by commas (with
+    optional spaces), one separator for the whole file; a UTF-8 BOM; CRLF or LF line ends;
+    blank lines; one header line (a first line without any number, e.g. ``name,mos``),
+    skipped. Every line has as many fields as the first (std on all lines or none). Scores are plain decimal numbers (``tables.to_float``): a decimal comma, a
+    unit, ``NaN`` or a missing score stops with the line named. Names cannot hold spaces
+    or commas. ``layout`` is ``"name_score"``, ``"ref_dist_score"`` or ``"auto"``: decided
+    by the first data line (a number in the second field means ``name score``); every
+    other line must agree.
     """
     if layout not in ("auto", "name_score", "ref_dist_score"):
         raise ValueError(f"layout must be auto, name_score or ref_dist_score, got {layout!r}")
     path = need_file(path)
     rows = []
+    separator, width = None, 0
     with path.open(encoding="utf-8-sig") as f:
         for lineno, line in enumerate(f, start=1):
-            tokens = [t for t in _SEPARATORS.split(line.strip()) if t]
-            if not tokens:
+            text = line.strip()
+            if not text:
                 continue
             where = f"{path}:{lineno}"
+            sep, tokens = _label_fields(text, where)
+            if separator is None and not rows and not any(is_number(t) for t in tokens):
+                continue  # a header line: no score in it
+            separator = separator or sep
+            if sep != separator:
+                raise ValueError(f"{where}: fields separated by {sep}s, but the file uses {separator}s "
+                                 f"({text!r}; a decimal comma? write 3.9, not 3,9)")
             if len(tokens) < 2:
                 raise ValueError(f"{where}: expected `name score [std]` or `ref dist score [std]`, "
-                                 f"got {line.strip()!r}")
+                                 f"got {text!r}")
             this = "name_score" if is_number(tokens[1]) else "ref_dist_score"
+            if layout == "name_score" and this != layout and len(tokens) == 2:
+                to_float(tokens[1], where)  # a bad score, not another layout: say why it is bad
             if layout == "auto":
                 layout = this
             if this != layout:
@@ -114,10 +144,16 @@ def read_label_list(path: str | Path, layout: str = "auto") -> list[LabelRow]:
                 ref, name, rest = None, tokens[0], tokens[1:]
             else:
                 if len(tokens) < 3:
-                    raise ValueError(f"{where}: expected `ref dist score [std]`, got {line.strip()!r}")
+                    raise ValueError(f"{where}: expected `ref dist score [std]`, got {text!r}")
                 ref, name, rest = tokens[0], tokens[1], tokens[2:]
             if len(rest) > 2:
-                raise ValueError(f"{where}: too many fields ({len(tokens)})")
+                raise ValueError(f"{where}: too many fields ({len(tokens)}) in {text!r}")
+            # A std on some lines only is how `a.png,3,9` (a decimal comma in a comma-separated
+            # file) looks: one field count for the whole file.
+            width = width or len(tokens)
+            if len(tokens) != width:
+                raise ValueError(f"{where}: {len(tokens)} fields in {text!r}, but the file's lines "
+                                 f"have {width} (a decimal comma? write 3.9, not 3,9)")
             std = to_float(rest[1], where) if len(rest) == 2 else None
             rows.append(LabelRow(name=name, mos=to_float(rest[0], where), line=lineno, std=std, ref=ref))
     if not rows:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
@@ -60,6 +61,22 @@ class Record:
 
 _FIELDS = {f.name for f in fields(Record)}
 _REQUIRED = {"id", "paths", "mos", "score", "benchmark"}
+
+
+def normalise_path(name: str, where: str) -> str:
+    """One spelling for a media path relative to the media root, so that ``a.png``,
+    ``./a.png`` and ``a//b/../a.png`` are one item: backslashes (lists made on Windows)
+    become ``/``, then ``posixpath.normpath``. Case is kept (file systems differ in it, and
+    TID2013 names differ only in case). A path that leaves the media root is refused.
+
+    >>> normalise_path(".\\Video//A001.mp4", "list:1")
+    'Video/A001.mp4'
+    """
+    text = name.strip().replace("\\", "/")
+    norm = posixpath.normpath(text) if text else ""
+    if norm in ("", ".") or norm.startswith("/") or norm == ".." or norm.startswith("../"):
+        raise ValueError(f"{where}: media path {name!r} is empty or leaves the media root")
+    return norm
 
 
 def rescale(values: Iterable[float], higher_is_better: bool = True,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 
 
@@ -19,8 +20,29 @@ def need_file(path: str | Path) -> Path:
     return path
 
 
+# A plain decimal number, as every release writes its scores: no thousands separators,
+# decimal commas, units, underscores (float() takes "3_9" as 39) or words like "nan".
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")
+
+
 def to_float(value: object, where: str) -> float:
-    """A finite score read from a cell; ``where`` (file and line) names the culprit."""
+    """A finite score read from a cell; ``where`` (file and line) names the culprit.
+
+    Text must be a plain decimal number (``3.9``, ``-1``, ``4e-1``; spaces around allowed);
+    numbers from spreadsheets and .mat files are taken as they are. Anything else (a
+    decimal comma ``3,9``, a unit ``3.9%``, ``NaN``, an empty cell, ``True``) stops here.
+    """
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"{where}: expected a number, got {value!r}")
+    if isinstance(value, str):
+        text = value.strip()
+        if not _NUMBER.fullmatch(text):
+            if text.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+                raise ValueError(f"{where}: score is not finite ({value!r})")
+            hint = " (a decimal comma? write 3.9, not 3,9)" if _DECIMAL_COMMA.fullmatch(text) else ""
+            raise ValueError(f"{where}: expected a number, got {value!r}{hint}")
+        value = text
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -32,11 +54,7 @@ def to_float(value: object, where: str) -> float:
 
 def is_number(token: str) -> bool:
     """Whether a label-list field is a number (tells ``name score`` from ``ref dist``)."""
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
+    return bool(_NUMBER.fullmatch(token.strip()))
 
 
 def csv_rows(path: Path, required: dict[str, str]) -> list[tuple[int, dict[str, str]]]:
