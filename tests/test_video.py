@@ -16,7 +16,7 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from preresq.data import video
+from preresq.data import video, video_decode
 from preresq.data.video import (
     VideoDecodeError,
     ViewSpec,
@@ -206,7 +206,7 @@ def test_default_views_fit_their_budgets(clips):
 
 def test_pyav_decodes_only_up_to_the_needed_frame(clips):
     """The fallback seeks to the keyframe before a frame instead of decoding from the start."""
-    reader = video._PyAVReader(Path(clips["gop8"]), 1)
+    reader = video_decode.PyAVReader(Path(clips["gop8"]), 1)
     try:
         [(index, frame)] = list(reader.frames([37]))
     finally:
@@ -217,7 +217,7 @@ def test_pyav_decodes_only_up_to_the_needed_frame(clips):
 
 def test_pyav_skips_frames_nothing_refers_to(clips):
     """Between wanted frames, B-frames that no frame references are not decoded at all."""
-    reader = video._PyAVReader(Path(clips["gop250"]), 1)
+    reader = video_decode.PyAVReader(Path(clips["gop250"]), 1)
     try:
         got = [(i, read_index(f)) for i, f in reader.frames([5, 21, 38])]
     finally:
@@ -227,7 +227,7 @@ def test_pyav_skips_frames_nothing_refers_to(clips):
 
 
 def test_pyav_reader_goes_back_for_an_earlier_frame(clips):
-    reader = video._PyAVReader(Path(clips["gop8"]), 1)
+    reader = video_decode.PyAVReader(Path(clips["gop8"]), 1)
     try:
         got = [(i, read_index(f)) for i, f in reader.frames([30, 4, 4, 17])]
     finally:
@@ -257,10 +257,10 @@ def test_missing_file(tmp_path):
 def test_falls_back_to_pyav_when_decord_cannot_open(clips, monkeypatch, caplog):
     import decord
 
-    def refuse(path, num_threads):
+    def refuse(path, num_threads, index):
         raise decord.DECORDError(f"ERROR opening: {path}")
 
-    monkeypatch.setattr(video, "_DecordReader", refuse)
+    monkeypatch.setattr(video_decode, "DecordReader", refuse)
     with caplog.at_level(logging.WARNING, logger="preresq.data.video"):
         mosaic, *local = load_views(clips["gop8"], **SMALL)
     assert tile_indices(mosaic, 4, 4) == frame_indices(40, 16)
@@ -273,11 +273,11 @@ def test_falls_back_to_pyav_when_decord_cannot_open(clips, monkeypatch, caplog):
 def test_falls_back_to_pyav_when_decord_fails_mid_clip(clips, monkeypatch):
     import decord
 
-    class FailsReading(video._DecordReader):
+    class FailsReading(video_decode.DecordReader):
         def frames(self, indices):
             yield from ()
             raise decord.DECORDError("Error getting frame")
 
-    monkeypatch.setattr(video, "_DecordReader", FailsReading)
+    monkeypatch.setattr(video_decode, "DecordReader", FailsReading)
     mosaic, *local = load_views(clips["short"], **SMALL)
     assert [read_index(v) for v in local] == [1, 2, 3]

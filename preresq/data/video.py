@@ -6,16 +6,20 @@ single frames at far more pixels than a mosaic tile) for spatial artefacts, and 
 **centre crop** at native resolution. The released code reads pre-extracted PNGs; here the
 views are decoded on demand, reading only the frames they need.
 
-Which frames (the rule is ours; the pure functions below implement it):
+Which frames (the rule is ours; the pure functions below implement it). Frames are chosen
+by **presentation time**, so a variable-frame-rate clip is sampled evenly in time:
 
-* A clip of ``N`` frames covers the time interval ``[0, 1)``; frame ``i`` is on screen
-  during ``[i/N, (i+1)/N)``. The frame *at position* ``p`` (``0 <= p <= 1``) is the one on
-  screen at that time: ``min(N - 1, floor(p * N))``.
-* Mosaic: cut the clip into ``count = rows * cols`` equal spans and take the frame at the
-  centre of each, ``p_i = (i + 1/2) / count``, i.e. frame ``floor((2i + 1) * N / (2 * count))``
-  for ``i = 0 .. count-1`` (exact integer arithmetic). Tiles go in time order, left to right
-  then top to bottom. With ``N < count`` the same rule repeats frames evenly (a 5-frame
-  clip in a 4x4 grid shows frames 0,0,0,1,1,1,2,2,2,2,3,3,3,4,4,4).
+* A clip covers the time from its first frame's timestamp ``t0`` to the end of its last
+  frame, ``length`` later; frame ``i`` is on screen from its timestamp until the next one,
+  and the last frame lasts as long as the one before it (containers disagree on that one
+  duration; headers are not read). Position ``p`` (``0 <= p <= 1``) is the time
+  ``t0 + p * length``, and the frame *at* ``p`` is the one on screen then. With a constant
+  frame rate this is frame ``min(N - 1, floor(p * N))`` of ``N``.
+* Mosaic: cut the clip into ``count = rows * cols`` equal spans of time and take the frame
+  at the centre of each, ``p_i = (i + 1/2) / count`` (exact arithmetic on the timestamps;
+  with a constant frame rate frame ``floor((2i + 1) * N / (2 * count))``). Tiles go in
+  time order, left to right then top to bottom. With ``N < count`` frames repeat evenly
+  (a 5-frame clip in a 4x4 grid shows frames 0,0,0,1,1,1,2,2,2,2,3,3,3,4,4,4).
 * Local frames: the frames at ``local_positions``; by default ``num_local`` positions
   spread evenly, ``(j + 1) / (num_local + 1)`` (0.25, 0.5, 0.75 for three).
 * Crop: the centre ``size`` pixels of the frame at ``crop.position`` (default 0.5), not
@@ -26,12 +30,13 @@ merged visual token), aspect ratio kept, area within the budget, never enlarged 
 rounding. Each mosaic tile gets ``mosaic_max_pixels / (rows * cols)``; each local frame
 ``local_max_pixels``.
 
-Decoding uses decord, seeking by index and decoding forward from the nearest keyframe;
-frames are converted one at a time and dropped once their views are made, so memory holds
-one full frame plus the small views. When decord cannot open or read a file, PyAV does the
-same job (one demux pass without decoding to learn every frame's timestamp and the
-keyframes, then seek and decode only up to each needed frame). Frames are shown as
-stored: display-rotation metadata (portrait phone clips) is not applied by either decoder.
+Frames are shown as a player shows them: rotated phone clips upright, whichever backend
+(``preresq.data.video_decode``). The frame table (timestamps, keyframes) comes from one
+PyAV pass over the packets, never from the header. Decoding uses decord, seeking by index
+and decoding forward from the nearest keyframe; frames are converted one at a time and
+dropped once their views are made, so memory holds one full frame plus the small views.
+When decord cannot open or read a file (or counts its frames differently), PyAV does the
+same job (seek, then decode only up to each needed frame).
 """
 
 from __future__ import annotations
@@ -40,20 +45,20 @@ import bisect
 import logging
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
+
+from preresq.data import video_decode
+from preresq.data.image import check_shape
+from preresq.data.video_decode import VideoDecodeError
 
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "decord", "pyav")
-
-
-class VideoDecodeError(RuntimeError):
-    """A video that cannot be opened or decoded; the message names the file."""
 
 
 # ----------------------------------------------------------------------------- frame rules
@@ -89,6 +94,35 @@ def frame_indices(num_frames: int, count: int) -> list[int]:
 def even_positions(count: int) -> list[float]:
     """``count`` positions spread evenly inside the clip: ``(j + 1) / (count + 1)``."""
     return [(j + 1) / (count + 1) for j in range(count)]
+
+
+def clip_span(starts: Sequence[int]) -> tuple[int, int]:
+    """``(t0, length)`` of a clip whose frames start at the sorted timestamps ``starts``:
+    from the first frame to the end of the last, which lasts as long as the one before it."""
+    if not starts:
+        raise ValueError("a clip needs at least one frame")
+    last_gap = starts[-1] - starts[-2] if len(starts) > 1 else 0
+    return starts[0], max(1, starts[-1] - starts[0] + last_gap)
+
+
+def frame_at_time(starts: Sequence[int], position: float) -> int:
+    """Index of the frame on screen at ``position`` (0..1) of the clip's time span."""
+    if not 0.0 <= position <= 1.0:
+        raise ValueError(f"position must be in [0, 1], got {position}")
+    t0, length = clip_span(starts)
+    # The epsilon keeps decimal positions exact (0.29 * 100 is 28.999... in binary).
+    t = t0 + position * length + 1e-9 * length
+    return max(0, min(len(starts) - 1, bisect.bisect_right(starts, t) - 1))
+
+
+def frames_at_span_centres(starts: Sequence[int], count: int) -> list[int]:
+    """The frames on screen at the centres of ``count`` equal spans of the clip's time
+    (exact: the centres are fractions of the integer timestamps)."""
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    t0, length = clip_span(starts)
+    return [max(0, bisect.bisect_right(starts, t0 + Fraction((2 * i + 1) * length, 2 * count)) - 1)
+            for i in range(count)]
 
 
 def fit_size(width: int, height: int, max_pixels: int, factor: int = 28) -> tuple[int, int]:
@@ -210,123 +244,22 @@ class ViewPlan:
         return sorted(set(self.mosaic) | set(self.local) | set(extra))
 
 
-def plan_views(num_frames: int, spec: ViewSpec) -> ViewPlan:
-    """The frame of every view of a clip of ``num_frames`` frames (a pure function)."""
+def plan_views(starts: Sequence[int] | int, spec: ViewSpec) -> ViewPlan:
+    """The frame of every view of a clip (a pure function), by presentation time.
+
+    ``starts`` are the frames' sorted timestamps (``video_decode.index_clip``), or a frame
+    count for a constant frame rate (the same as timestamps ``0 .. N-1``).
+    """
+    if isinstance(starts, int):
+        if starts < 1:
+            raise ValueError(f"num_frames must be >= 1, got {starts}")
+        starts = range(starts)
     rows, cols = spec.grid
     return ViewPlan(
-        mosaic=frame_indices(num_frames, rows * cols),
-        local=[frame_at(num_frames, p) for p in spec.positions()],
-        crop=None if spec.crop_size is None else frame_at(num_frames, spec.crop_position),
+        mosaic=frames_at_span_centres(starts, rows * cols),
+        local=[frame_at_time(starts, p) for p in spec.positions()],
+        crop=None if spec.crop_size is None else frame_at_time(starts, spec.crop_position),
     )
-
-
-# ----------------------------------------------------------------------------- decoding
-
-class _DecordReader:
-    """Frames by index through decord: seek to the keyframe, decode forward."""
-
-    def __init__(self, path: Path, num_threads: int):
-        import decord
-
-        self._vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=num_threads)
-        self.num_frames = len(self._vr)
-
-    def frames(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
-        for index in indices:
-            yield index, self._vr[index].asnumpy()
-
-    def close(self) -> None:
-        self._vr = None
-
-
-class _PyAVReader:
-    """Frames by index through PyAV (the fallback).
-
-    One demux pass (packets only, nothing decoded) lists every frame's presentation
-    timestamp and the keyframes; frame ``i`` is the ``i``-th smallest timestamp. A needed
-    frame is reached by seeking to the keyframe before it and decoding forward, or by
-    decoding on when no keyframe lies between the last frame returned and it.
-    """
-
-    def __init__(self, path: Path, num_threads: int):
-        import av
-
-        self._path = path
-        self.frames_decoded = 0  # frames the decoder returned so far (what seeking saves)
-        self._fed = -math.inf
-        self._container = av.open(str(path))
-        try:
-            self._index(num_threads)
-        except BaseException:
-            self._container.close()
-            raise
-
-    def _index(self, num_threads: int) -> None:
-        if not self._container.streams.video:
-            raise VideoDecodeError(f"{self._path}: no video stream")
-        self._stream = self._container.streams.video[0]
-        self._stream.codec_context.thread_count = num_threads
-        pts, keys = [], []
-        for packet in self._container.demux(self._stream):
-            if packet.size == 0:  # the demuxer's end-of-stream flush packet
-                continue
-            if packet.pts is None:
-                raise VideoDecodeError(f"{self._path}: packets without timestamps; cannot index frames")
-            pts.append(packet.pts)
-            if packet.is_keyframe:
-                keys.append(packet.pts)
-        self._pts = sorted(pts)
-        self._keys = sorted(keys)
-        self.num_frames = len(self._pts)
-
-    def _decode_from(self, key: int, wanted: set[int]) -> Iterator:
-        """Frames in presentation order from the keyframe at timestamp ``key`` on.
-
-        Packets of frames nobody asked for are decoded with ``skip_frame=NONREF``: a frame
-        no other frame refers to (most B-frames) is then not decoded at all, about half the
-        work on an x264 clip. Wanted frames' packets are decoded in full.
-        """
-        self._container.seek(key, stream=self._stream, backward=True, any_frame=False)
-        codec = self._stream.codec_context
-        self._fed = -math.inf  # the largest timestamp sent to the decoder since the seek
-        for packet in self._container.demux(self._stream):
-            if packet.pts is not None:
-                self._fed = max(self._fed, packet.pts)
-                codec.skip_frame = "DEFAULT" if packet.pts in wanted else "NONREF"
-            decoded = codec.decode(packet)  # the empty packet at the end drains the decoder
-            self.frames_decoded += len(decoded)
-            yield from decoded
-
-    def frames(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
-        wanted = {self._pts[i] for i in indices}
-        decoded = None   # the running decoder (a generator), or None before the first seek
-        last_out = None  # the timestamp of the last frame it returned
-        for index in indices:
-            target = self._pts[index]
-            k = bisect.bisect_right(self._keys, target) - 1
-            key = self._keys[k] if k >= 0 else self._pts[0]
-            # Seek when a keyframe lies ahead of what was decoded, or to go back.
-            if decoded is None or key > self._fed or (last_out is not None and target <= last_out):
-                decoded, last_out = self._decode_from(key, wanted), None
-            for frame in decoded:  # leaving the loop early keeps the generator where it is
-                if frame.pts is None:
-                    raise VideoDecodeError(f"{self._path}: decoded a frame without timestamp")
-                last_out = frame.pts
-                if frame.pts == target:
-                    yield index, frame.to_ndarray(format="rgb24")
-                    break
-                if frame.pts > target:
-                    raise VideoDecodeError(f"{self._path}: frame {index} (pts {target}) not produced "
-                                           f"by the decoder (got pts {frame.pts})")
-            else:
-                raise VideoDecodeError(f"{self._path}: stream ended before frame {index} (pts {target})")
-
-    def close(self) -> None:
-        self._container.close()
-
-
-def _open(path: Path, backend: str, num_threads: int):
-    return (_DecordReader if backend == "decord" else _PyAVReader)(path, num_threads)
 
 
 def _decord_errors() -> tuple[type[BaseException], ...]:
@@ -381,10 +314,20 @@ def load_views(path: str | os.PathLike, **cfg) -> list[Image.Image]:
         raise FileNotFoundError(f"video not found: {path}")
     if path.stat().st_size == 0:
         raise VideoDecodeError(f"{path}: empty file")
+    try:
+        index = video_decode.index_clip(path)
+    except VideoDecodeError:
+        raise
+    except _pyav_errors() as e:
+        raise VideoDecodeError(f"{path}: cannot decode (PyAV cannot read its packets: "
+                               f"{_first_line(e)})") from e
+    if index.num_frames < 1:
+        raise VideoDecodeError(f"{path}: no frames")
+    plan = plan_views(index.starts, spec)
     decord_reason = None
     if spec.backend in ("auto", "decord"):
         try:
-            return _views(path, spec, "decord")
+            return _views(path, spec, plan, video_decode.DecordReader(path, spec.num_threads, index))
         except VideoDecodeError:
             raise
         except ImportError as e:
@@ -397,7 +340,7 @@ def load_views(path: str | os.PathLike, **cfg) -> list[Image.Image]:
             decord_reason = _first_line(e)
         logger.warning("decord cannot decode %s (%s); trying PyAV", path, decord_reason)
     try:
-        return _views(path, spec, "pyav")
+        return _views(path, spec, plan, video_decode.PyAVReader(path, spec.num_threads, index))
     except VideoDecodeError:
         raise
     except _pyav_errors() as e:
@@ -405,12 +348,9 @@ def load_views(path: str | os.PathLike, **cfg) -> list[Image.Image]:
         raise VideoDecodeError(f"{path}: cannot decode ({reasons})") from e
 
 
-def _views(path: Path, spec: ViewSpec, backend: str) -> list[Image.Image]:
-    reader = _open(path, backend, spec.num_threads)
+def _views(path: Path, spec: ViewSpec, plan: ViewPlan, reader) -> list[Image.Image]:
+    """The views of ``plan``, made from the frames ``reader`` decodes (then closed)."""
     try:
-        if reader.num_frames < 1:
-            raise VideoDecodeError(f"{path}: no frames")
-        plan = plan_views(reader.num_frames, spec)
         rows, cols = spec.grid
         tile_budget = spec.mosaic_max_pixels // (rows * cols)
         made: dict[tuple[str, int], Image.Image] = {}
@@ -418,6 +358,7 @@ def _views(path: Path, spec: ViewSpec, backend: str) -> list[Image.Image]:
         for index, array in reader.frames(plan.needed()):
             frame = Image.fromarray(array)
             if tile is None:
+                check_shape(frame.width, frame.height, path)  # the processor's limits
                 tile = fit_size(frame.width, frame.height, tile_budget, spec.factor)
             if index in plan.mosaic:
                 made["tile", index] = _resize(frame, tile)
