@@ -1,0 +1,176 @@
+"""Videos as displayed, whichever backend: rotated phone clips upright, frames chosen by
+presentation time (variable frame rate), and real frames when the header lies about length.
+
+Clips are made with PyAV and show their frame index as stripes (``test_video.index_frame``),
+so the frame behind every view is read back from its pixels.
+"""
+
+from __future__ import annotations
+
+import struct
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from test_video import SMALL, H, W, index_frame, read_index, tile_indices
+
+from preresq.data import video_decode
+from preresq.data.video import (
+    ViewSpec,
+    clip_span,
+    frame_at,
+    frame_at_time,
+    frame_indices,
+    frames_at_span_centres,
+    load_views,
+    plan_views,
+)
+from preresq.data.video_decode import ClipIndex, index_clip, upright
+
+BACKENDS = ["decord", "pyav", "fallback"]
+
+
+def write(path, pts, time_base=Fraction(1, 25), rotation=None, fmt=None) -> str:
+    """An H.264 clip (B-frames) with frame ``i`` at timestamp ``pts[i]`` (in ``time_base``)."""
+    import av
+
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.codec_context.time_base = time_base
+        stream.time_base = time_base
+        stream.options = {"crf": "12", "bf": "3"}
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for i, t in enumerate(pts):
+            frame = av.VideoFrame.from_ndarray(index_frame(i), format="rgb24")
+            frame.pts, frame.time_base = t, time_base
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return str(path)
+
+
+def views(path, backend, monkeypatch, **cfg):
+    """``load_views`` with one backend; ``fallback`` is auto with decord refusing the file."""
+    if backend == "fallback":
+        import decord
+
+        def refuse(path, num_threads, index):
+            raise decord.DECORDError("cannot open")
+
+        monkeypatch.setattr(video_decode, "DecordReader", refuse)
+        backend = "auto"
+    return load_views(path, backend=backend, **{**SMALL, **cfg})
+
+
+# --------------------------------------------------------------------------- pure rules
+
+
+@pytest.mark.parametrize("num_frames", [1, 2, 5, 16, 17, 40, 299, 300])
+@pytest.mark.parametrize("count", [1, 3, 16])
+def test_time_rule_is_the_index_rule_at_a_constant_rate(num_frames, count):
+    starts = [1001 + 3003 * i for i in range(num_frames)]  # 29.97 fps in a 1/90000 base, offset
+    assert frames_at_span_centres(starts, count) == frame_indices(num_frames, count)
+    for p in (0.0, 0.1, 0.25, 0.29, 0.5, 0.75, 0.999, 1.0):
+        assert frame_at_time(starts, p) == frame_at(num_frames, p)
+    assert plan_views(starts, ViewSpec()) == plan_views(num_frames, ViewSpec())
+
+
+def test_time_rule_on_a_variable_rate():
+    starts = [10 * i for i in range(30)] + [300 + 100 * i for i in range(10)]
+    assert clip_span(starts) == (0, 1300)  # the last frame lasts as long as the one before
+    assert frames_at_span_centres(starts, 16) == [4, 12, 20, 28, 30, 31, 32, 33, 33, 34, 35, 36,
+                                                  37, 37, 38, 39]
+    assert [frame_at_time(starts, p) for p in (0.25, 0.5, 0.75)] == [30, 33, 36]
+
+
+def test_upright_turns_counter_clockwise():
+    a = np.arange(6).reshape(2, 3)
+    assert np.array_equal(upright(a, 90), np.rot90(a))  # top row becomes the left column
+    assert np.array_equal(upright(a, -90), np.rot90(a, 3))
+    assert np.array_equal(upright(a, 180), upright(a, -180))
+    assert upright(a, 0) is a
+
+
+# --------------------------------------------------------------------------- rotation
+
+
+@pytest.fixture(scope="module")
+def rotated(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rotated")
+    pts = list(range(40))
+    return {r: write(root / f"rot{r}.mp4", pts, rotation=r) for r in (None, 90, -90, 180)}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_rotated_clip_is_shown_upright(rotated, rotation, backend, monkeypatch):
+    plain = load_views(rotated[None], backend="pyav", **SMALL)
+    turned = views(rotated[rotation], backend, monkeypatch)
+    k = round(rotation / 90) % 4
+
+    def close(mine, ref):  # ``mine`` is ``ref`` turned by ``rotation``
+        assert mine.shape[:2] == (ref.shape[1::-1] if k % 2 else ref.shape[:2])
+        assert np.abs(mine.astype(np.float32) - np.rot90(ref, k)).mean() < 3
+
+    for mine, ref in zip(turned[1:], plain[1:], strict=True):
+        close(np.asarray(mine), np.asarray(ref))
+    # Each mosaic tile is its frame turned (the grid itself stays rows x cols in time order).
+    mine, ref = np.asarray(turned[0]), np.asarray(plain[0])
+    mh, mw, rh, rw = mine.shape[0] // 4, mine.shape[1] // 4, ref.shape[0] // 4, ref.shape[1] // 4
+    for r in range(4):
+        for c in range(4):
+            close(mine[r * mh:(r + 1) * mh, c * mw:(c + 1) * mw], ref[r * rh:(r + 1) * rh, c * rw:(c + 1) * rw])
+    # Turned back, the local frames show the frames the plan names.
+    assert [read_index(np.rot90(np.asarray(v), -k)) for v in turned[1:]] == [10, 20, 30]
+
+
+# --------------------------------------------------------------------------- timing
+
+
+@pytest.fixture(scope="module")
+def vfr_clip(tmp_path_factory):
+    pts = [10 * i for i in range(30)] + [300 + 100 * i for i in range(10)]  # milliseconds
+    return write(tmp_path_factory.mktemp("vfr") / "vfr.mp4", pts, time_base=Fraction(1, 1000))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_variable_frame_rate_is_sampled_evenly_in_time(vfr_clip, backend, monkeypatch):
+    assert index_clip(vfr_clip).num_frames == 40
+    mosaic, *local = views(vfr_clip, backend, monkeypatch)
+    # By index the tiles would be frames 1, 3, 6, ... 38 (three quarters from the first 0.3 s).
+    assert tile_indices(mosaic, 4, 4) == [4, 12, 20, 28, 30, 31, 32, 33, 33, 34, 35, 36, 37, 37, 38, 39]
+    assert [read_index(v) for v in local] == [30, 33, 36]
+
+
+def _patch_mkv_duration(data: bytes, factor: float) -> bytes:
+    at = data.find(b"\x44\x89\x88")  # Segment Info / Duration, an 8-byte float
+    (seconds,) = struct.unpack(">d", data[at + 3:at + 11])
+    return data[:at + 3] + struct.pack(">d", seconds * factor) + data[at + 11:]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("factor", [10.0, 0.1])
+def test_header_that_lies_about_length_still_gives_real_frames(tmp_path, factor, backend, monkeypatch):
+    """A Matroska file whose Duration claims 16 s (or 0.16 s) for its 1.6 s of frames. (FFmpeg
+    recomputes an MP4's length from its sample table, so patched MP4 headers do not lie.)"""
+    import av
+
+    honest = write(tmp_path / "honest.mkv", list(range(40)))
+    lying = tmp_path / "lying.mkv"
+    lying.write_bytes(_patch_mkv_duration(open(honest, "rb").read(), factor))
+    with av.open(str(lying)) as c:  # the patch took: the header now claims another length
+        assert abs(c.duration / 1e6 - 1.6 * factor) < 0.2 * factor
+    mosaic, *local = views(lying, backend, monkeypatch)
+    assert tile_indices(mosaic, 4, 4) == frame_indices(40, 16)
+    assert [read_index(v) for v in local] == [10, 20, 30]
+
+
+def test_decord_is_not_used_when_its_frame_count_differs(rotated):
+    import decord
+
+    wrong = ClipIndex(starts=list(range(39)), keys=[0])
+    with pytest.raises(decord.DECORDError, match="decord counts 40 frames, the packets 39"):
+        video_decode.DecordReader(rotated[None], 1, wrong)
