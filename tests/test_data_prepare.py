@@ -73,3 +73,78 @@ def test_command_line(folder, capsys):
     assert main(args + ["--drop-bad"]) == 0
     assert "wrote 3 items" in capsys.readouterr().out
     assert len(read_manifest(out)) == 3
+
+
+def _clip(path, width, height, frames=12):
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), 10 * i, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def test_checks_what_the_loader_does_and_names_every_bad_file(tmp_path):
+    """Files Pillow or PyAV open but the training loader refuses are reported, with their lines."""
+    from preresq.data.prepare import LoaderSettings
+    from preresq.data.rows import item_images
+
+    media = tmp_path / "media"
+    media.mkdir()
+    Image.new("RGB", (64, 48)).save(media / "ok.png")
+    Image.new("RGB", (201 * 3, 3)).save(media / "strip.png")   # decodes; the resize rule refuses it
+    _clip(media / "ok.mp4", 64, 48)
+    _clip(media / "thin.mp4", 404, 2)                          # first frame decodes; views refused
+    (tmp_path / "images.txt").write_text("ok.png 1\nstrip.png 2\n")
+    (tmp_path / "videos.txt").write_text("ok.mp4 1\nthin.mp4 2\ngone.mp4 3\n")
+    messages = {}
+    for modality, labels in (("image", "images.txt"), ("video", "videos.txt")):
+        card = card_from_config({"name": modality, "modality": modality, "media_root": str(media),
+                                 "labels": str(tmp_path / labels), "reader": "label_list"})
+        with pytest.raises(DataCheckError) as err:
+            prepare_manifest(card, tmp_path / f"{modality}.jsonl")
+        messages[modality] = str(err.value)
+    assert "1 of 2 media files are bad" in messages["image"]
+    assert "line 2: strip.png: cannot be decoded: " in messages["image"]
+    assert "aspect ratio over 200" in messages["image"]
+    assert "2 of 3 media files are bad" in messages["video"]
+    assert "line 2: thin.mp4: cannot be decoded: " in messages["video"] and "404x2" in messages["video"]
+    assert "line 3: gone.mp4: missing" in messages["video"]
+    # What passed the check is what the loader gives: the same function, the same settings.
+    settings = LoaderSettings.from_configs("tiny", {"grid": 2})
+    assert (settings.min_pixels, settings.video["grid"]) == (3136, 2)
+    card = card_from_config({"name": "v", "modality": "video", "media_root": str(media),
+                             "labels": str(tmp_path / "one.txt"), "reader": "label_list"})
+    (tmp_path / "one.txt").write_text("ok.mp4 1\n./ok.mp4x 2\n")
+    (media / "ok.mp4x").write_bytes((media / "ok.mp4").read_bytes())
+    prepare_manifest(card, tmp_path / "v.jsonl", settings=settings)
+    record = read_manifest(tmp_path / "v.jsonl")[0]
+    views = item_images(record, media, settings.min_pixels, settings.max_pixels, settings.video)
+    assert len(views) == 1 + 3 and all(v.mode == "RGB" for v in views)
+    assert views[0].size == (112, 112)  # the 2x2 grid of 56x56 tiles asked for, within the tiny bounds
+
+
+def test_video_error_in_training_rows_names_the_label_line(tmp_path):
+    from preresq.data.records import Record
+    from preresq.data.rows import MediaError, item_images
+
+    (tmp_path / "bad.mp4").write_bytes(b"\x00" * 1000)
+    record = Record(id="bad.mp4", paths=["bad.mp4"], mos=1, score=1, benchmark="b", modality="video",
+                    extra={"label_line": 9})
+    with pytest.raises(MediaError, match=r"bad\.mp4.*label line 9"):
+        item_images(record, tmp_path, 3136, 12544)
+
+
+def test_command_line_video_settings(folder, capsys):
+    args = ["--labels", str(folder / "labels.txt"), "--reader", "label_list", "--name", "fixture",
+            "--modality", "image", "--media-root", str(folder / "images"),
+            "--output", str(folder / "o.jsonl"), "--drop-bad", "--model", "tiny", "--video", "grid=2"]
+    assert main(args) == 0
+    with pytest.raises(ValueError, match="unknown video view settings"):
+        main(args[:-1] + ["gird=2"])

@@ -1,8 +1,9 @@
 """Turn a benchmark card (or an official label file) into a checked manifest.
 
-Every media file is opened (images fully decoded, videos opened and their first frame
-decoded), all bad files are reported together with their label-file lines, and the item
-count is compared with the card. Nothing is written when anything is wrong, unless the
+Every media file goes through the loader training and evaluation use
+(``preresq.data.rows.item_images``: images decoded as displayed and resized, videos' views
+decoded and resized), all bad files are reported together with their label-file lines, and
+the item count is compared with the card. Nothing is written when anything is wrong, unless the
 caller asks to drop the bad files; the manifest is written atomically either way.
 ``scripts/prepare_data.py`` is the command-line face of ``prepare_manifest``.
 """
@@ -54,51 +55,69 @@ class PrepareResult:
         return text
 
 
-def _check_image(path: Path) -> str | None:
-    from PIL import Image, ImageFile
+@dataclass(frozen=True)
+class LoaderSettings:
+    """What the training and evaluation loaders are given besides the file: the model's pixel
+    bounds (``configs/model``) and the video views (``configs/video``). The check runs the
+    loader itself (``preresq.data.rows.item_images``) with these."""
 
-    # A truncated file must fail here, never be padded with grey.
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    try:
-        with Image.open(path) as image:
-            image.load()
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        return f"cannot be decoded: {e}"
-    return None
+    min_pixels: int
+    max_pixels: int
+    video: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_configs(cls, model: str = "qwen2_5_vl_7b", video: dict | None = None) -> LoaderSettings:
+        """The settings of ``configs/model/<model>.yaml`` and ``configs/video/default.yaml``
+        (with ``video`` laid over it)."""
+        from omegaconf import OmegaConf
+
+        from preresq.data.video import ViewSpec, default_config
+        from preresq.paths import CONFIG_DIR
+
+        path = CONFIG_DIR / "model" / f"{model}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem for p in path.parent.glob("*.yaml"))
+            raise FileNotFoundError(f"no model config {path}; known: {known}")
+        cfg = OmegaConf.load(path)
+        views = {**default_config(), **(video or {})}
+        ViewSpec.from_cfg(**views)  # bad view settings fail here, before any file is opened
+        return cls(int(cfg.min_pixels), int(cfg.max_pixels), views)
 
 
-def _check_video(path: Path) -> str | None:
-    import av
+def check_file(path: Path, modality: str, settings: LoaderSettings | None = None) -> str | None:
+    """Why the media file at ``path`` is unusable, or None when it is fine.
 
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                return "has no video stream"
-            for _ in container.decode(video=0):
-                return None
-    except (av.error.FFmpegError, OSError, ValueError) as e:
-        return f"cannot be decoded: {e}"
-    return "has no decodable frame"
+    The file goes through the loader training and evaluation use (``item_images``: the
+    image decoded as displayed and resized, or the video's views decoded and resized), so
+    what passes here loads there.
+    """
+    from preresq.data.rows import MediaError, item_images
 
-
-def check_file(path: Path, modality: str) -> str | None:
-    """Why the media file at ``path`` is unusable, or None when it is fine."""
     if not path.is_file():
         return "missing"
     if path.stat().st_size == 0:
         return "empty file"
-    return _check_image(path) if modality == "image" else _check_video(path)
+    settings = settings or LoaderSettings.from_configs()
+    probe = Record(id=path.name, paths=[path.name], mos=1.0, score=1.0, benchmark="check",
+                   modality=modality)
+    try:
+        item_images(probe, path.parent, settings.min_pixels, settings.max_pixels, settings.video)
+    except MediaError as e:
+        return f"cannot be decoded: {e.__cause__ or e}"
+    return None
 
 
 def check_media(records: Sequence[Record], media_root: str | os.PathLike, progress: bool = False,
-                workers: int = 1) -> list[BadFile]:
-    """Check every file of every record; return all the bad ones (in record order)."""
+                workers: int = 1, settings: LoaderSettings | None = None) -> list[BadFile]:
+    """Check every file of every record as the loader opens it; return all the bad ones
+    (in record order)."""
     root = Path(media_root)
     jobs = [(record, p) for record in records for p in record.paths]
+    settings = settings or LoaderSettings.from_configs()
 
     def one(job: tuple[Record, str]) -> BadFile | None:
         record, rel = job
-        reason = check_file(root / rel, record.modality)
+        reason = check_file(root / rel, record.modality, settings)
         if reason is None:
             return None
         return BadFile(item=record.id, path=str(root / rel), line=record.extra.get("label_line"),
@@ -116,7 +135,7 @@ def check_media(records: Sequence[Record], media_root: str | os.PathLike, progre
 
 def prepare_manifest(card: Card, output: str | os.PathLike, drop_bad: bool = False,
                      check_count: bool = True, progress: bool = False,
-                     workers: int = 1) -> PrepareResult:
+                     workers: int = 1, settings: LoaderSettings | None = None) -> PrepareResult:
     """Read a card's items, check their media and count, and write a manifest.
 
     Args:
@@ -127,6 +146,8 @@ def prepare_manifest(card: Card, output: str | os.PathLike, drop_bad: bool = Fal
         check_count: compare the number of items read with ``card.expected_count``.
         progress: show a progress bar while checking files.
         workers: threads that open files (decoding releases the GIL).
+        settings: the loader's pixel bounds and video views (default: the 7B model's config
+            and ``configs/video/default.yaml``).
 
     Raises:
         DataCheckError: listing every bad file with its label-file line, and/or the count
@@ -137,7 +158,7 @@ def prepare_manifest(card: Card, output: str | os.PathLike, drop_bad: bool = Fal
     if check_count and card.expected_count is not None and len(records) != card.expected_count:
         problems.append(f"{len(records)} items read from {card.labels}, but the card expects "
                         f"{card.expected_count}")
-    bad = check_media(records, card.media_root, progress=progress, workers=workers)
+    bad = check_media(records, card.media_root, progress=progress, workers=workers, settings=settings)
     if bad and not drop_bad:
         listing = "\n  ".join(str(b) for b in bad)
         problems.append(f"{len(bad)} of {len(records)} media files are bad (lines of "
@@ -181,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--drop-bad", action="store_true", help="leave bad files out instead of failing")
     parser.add_argument("--no-count-check", action="store_true", help="skip the expected-count check")
     parser.add_argument("--workers", type=int, default=4, help="threads that open files")
+    parser.add_argument("--model", default="qwen2_5_vl_7b",
+                        help="model config (configs/model) whose min/max_pixels the check resizes with")
+    parser.add_argument("--video", action="append", default=[], metavar="KEY=VALUE",
+                        help="video view setting (configs/video keys, YAML value), e.g. --video backend=pyav")
     return parser
 
 
@@ -230,10 +255,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``scripts/prepare_data.py``; returns the exit status."""
     args = build_parser().parse_args(argv)
     card = card_from_args(args)
+    video = {}
+    for item in args.video:
+        if "=" not in item:
+            raise SystemExit(f"--video expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        video[key] = _parse_value(value)
+    settings = LoaderSettings.from_configs(args.model, video)
     try:
         result = prepare_manifest(card, args.output, drop_bad=args.drop_bad,
                                   check_count=not args.no_count_check, progress=True,
-                                  workers=args.workers)
+                                  workers=args.workers, settings=settings)
     except DataCheckError as e:
         print(f"error: {e}")
         return 1

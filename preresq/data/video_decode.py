@@ -28,8 +28,13 @@ from pathlib import Path
 import numpy as np
 
 
-class VideoDecodeError(RuntimeError):
-    """A video that cannot be opened or decoded; the message names the file."""
+class VideoDecodeError(OSError):
+    """A video that cannot be opened or decoded; the message names the file.
+
+    An ``OSError``, as Pillow's error for an undecodable image is, so the loaders that name
+    the item and label line of a bad image (``preresq.data.rows.item_images``) do so for
+    videos too.
+    """
 
 
 @dataclass(frozen=True)
