@@ -1,22 +1,28 @@
-"""Benchmark: building a clip's views vs. decoding every frame (time and peak memory).
+"""Benchmark: a clip's views against the decoding they cannot avoid (time and peak memory).
 
-Makes a 10 s, 1280x720, 30 fps H.264 clip with PyAV in a temporary folder, then runs each
-measurement in its own fresh subprocess so peak memories do not mix:
+Makes 10 s, 1280x720, 30 fps H.264 clips with PyAV in a temporary folder (x264's default
+keyframe interval, GOP 250, and a short-GOP clip, GOP 30, closer to streamed video), then
+runs each measurement in its own fresh subprocess so peak memories do not mix:
 
 * ``views``: ``preresq.data.video.load_views`` with the default settings
-  (``configs/video/default.yaml``), decord backend, then the same with PyAV;
-* ``all``: every frame decoded to RGB with decord and kept (what extracting all frames
-  first costs), and every frame decoded but none kept.
+  (``configs/video/default.yaml``, backend auto), plus ``views_decord`` and ``views_pyav``;
+* ``floor``: decoding only the frames that must be decoded to reach the wanted ones (seek
+  to the keyframe before each, decode forward, frames nothing refers to skipped), with no
+  conversion or resizing: PyAV (decord cannot decode without converting to RGB). The frame
+  table is read before the clock starts, so this is a true lower bound for any reader;
+* ``all_frames``: every frame decoded to RGB with decord and kept (what extracting all
+  frames first costs).
 
-Time is the median wall time and the process CPU time (all threads) of the operation
-(opening the file included, imports excluded); CPU time is the steadier figure on a busy
-machine. Peak memory is the subprocess's
+Time is the median wall time over ``--repeats`` runs (opening the file included, imports
+excluded), with the process CPU time (all threads); peak memory is the subprocess's
 ``ru_maxrss`` minus its RSS just before the operation (the interpreter and libraries).
 
-Usage: ``OMP_NUM_THREADS=1 python scripts/bench_video.py [--repeats 3] [--gop 250]``
-(x264's default keyframe interval, 250, is the hard case: the views then decode nearly
-every frame up to the last one they need and save only the colour conversion, copies and
-memory; ``--gop 30`` is closer to streamed video.)
+Usage: ``OMP_NUM_THREADS=1 python scripts/bench_video.py [--repeats 3] [--json]``.
+``--json`` prints one line: ``{"clip": {...}, "gop250": M, "gop30": M}`` where each ``M``
+has ``views_s``, ``floor_s``, ``all_frames_s`` and ``views_peak_mb``, ``floor_peak_mb``,
+``all_frames_peak_mb`` (plus ``views_decord_s``, ``views_pyav_s``, ``*_cpu_s`` and the
+ratios ``views_over_floor`` and ``all_frames_over_views``). Targets: ``views_over_floor``
+<= 1.25 on both clips, ``all_frames_over_views`` >= 3 on GOP 30.
 """
 
 from __future__ import annotations
@@ -75,24 +81,27 @@ def measure(kind: str, path: str) -> dict:
     import av  # noqa: F401  (both decoders are loaded before the baseline RSS is read)
     import decord
 
-    from preresq.data import video
+    from preresq.data import video, video_decode
 
     cfg = video.default_config()
+    index = video_decode.index_clip(Path(path)) if kind == "floor" else None
     before = _rss_mb()
     start, cpu_start = time.perf_counter(), time.process_time()
-    if kind == "views_decord":
-        views = video.load_views(path, **{**cfg, "backend": "decord"})
+    if kind in ("views", "views_decord", "views_pyav"):
+        backend = {"views": cfg["backend"], "views_decord": "decord", "views_pyav": "pyav"}[kind]
+        views = video.load_views(path, **{**cfg, "backend": backend})
         detail = [v.size for v in views]
-    elif kind == "views_pyav":
-        views = video.load_views(path, **{**cfg, "backend": "pyav"})
-        detail = [v.size for v in views]
+    elif kind == "floor":
+        plan = video.plan_views(index.starts, video.ViewSpec.from_cfg(**cfg))
+        reader = video_decode.PyAVReader(Path(path), 1, index)
+        try:
+            got = [i for i, _ in reader.decoded(plan.needed())]
+        finally:
+            reader.close()
+        detail = f"{len(got)} wanted frames, {reader.frames_decoded} decoded"
     else:
         vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
-        kept = []
-        for i in range(len(vr)):
-            frame = vr[i].asnumpy()
-            if kind == "all_keep":
-                kept.append(frame)
+        kept = [vr[i].asnumpy() for i in range(len(vr))]
         detail = f"{len(vr)} frames, {sum(f.nbytes for f in kept) / 2**20:.0f} MiB kept"
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
@@ -106,41 +115,62 @@ def run_child(kind: str, path: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+KINDS = ("views", "views_decord", "views_pyav", "floor", "all_frames")
+GOPS = (250, 30)
+
+
+def bench_clip(path: Path, repeats: int) -> tuple[dict, dict]:
+    """The figures of one clip: the JSON fields, and the rows of the table."""
+    rows = {}
+    for kind in KINDS:
+        runs = [run_child(kind, path) for _ in range(repeats)]
+        rows[kind] = {"seconds": statistics.median(r["seconds"] for r in runs),
+                      "cpu": statistics.median(r["cpu"] for r in runs),
+                      "peak_mb": max(r["peak_mb"] for r in runs), "detail": runs[0]["detail"]}
+    fields: dict = {}
+    for kind, row in rows.items():
+        fields[f"{kind}_s"] = round(row["seconds"], 4)
+        fields[f"{kind}_cpu_s"] = round(row["cpu"], 4)
+        fields[f"{kind}_peak_mb"] = round(row["peak_mb"], 1)
+    fields["views_over_floor"] = round(rows["views"]["seconds"] / rows["floor"]["seconds"], 3)
+    fields["all_frames_over_views"] = round(rows["all_frames"]["seconds"] / rows["views"]["seconds"], 3)
+    return fields, rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=1, help="runs per operation (median)")
-    parser.add_argument("--gop", type=int, default=250, help="keyframe interval (x264 default 250)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per operation (median)")
+    parser.add_argument("--json", action="store_true", help="print one JSON line (see the docstring)")
     parser.add_argument("--measure", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(measure(*args.measure)))
         return
+    result: dict = {"clip": {"width": WIDTH, "height": HEIGHT, "fps": FPS, "seconds": SECONDS,
+                             "codec": "h264 (x264 veryfast, crf 23)", "repeats": args.repeats}}
+    tables = {}
     with tempfile.TemporaryDirectory(prefix="bench_video_") as tmp:
-        path = Path(tmp) / "clip.mp4"
-        t = time.perf_counter()
-        make_clip(path, args.gop)
-        mbps = path.stat().st_size * 8 / SECONDS / 1e6
-        print(f"clip: {WIDTH}x{HEIGHT}, {FPS} fps, {SECONDS} s, H.264 (x264 veryfast, crf 23, "
-              f"gop {args.gop}), {mbps:.1f} Mbit/s, made in {time.perf_counter() - t:.1f} s")
-        rows = {}
-        for kind in ("views_decord", "views_pyav", "all_keep", "all_drop"):
-            runs = [run_child(kind, path) for _ in range(args.repeats)]
-            rows[kind] = {"seconds": statistics.median(r["seconds"] for r in runs),
-                          "cpu": statistics.median(r["cpu"] for r in runs),
-                          "peak_mb": max(r["peak_mb"] for r in runs), "detail": runs[0]["detail"]}
-    print(f"{'operation':<44} {'wall (s)':>9} {'CPU (s)':>9} {'peak MiB':>9}")
-    names = {"views_decord": "views, decord (default)", "views_pyav": "views, PyAV fallback",
-             "all_keep": "every frame decoded and kept (decord)",
-             "all_drop": "every frame decoded, none kept (decord)"}
-    for kind, row in rows.items():
-        print(f"{names[kind]:<44} {row['seconds']:>9.2f} {row['cpu']:>9.2f} {row['peak_mb']:>9.0f}"
-              f"   {row['detail']}")
-    base = rows["all_keep"]
-    for kind in ("views_decord", "views_pyav"):
-        print(f"{names[kind]}: {base['seconds'] / rows[kind]['seconds']:.1f}x faster (wall), "
-              f"{base['cpu'] / rows[kind]['cpu']:.1f}x less CPU, "
-              f"{base['peak_mb'] / max(rows[kind]['peak_mb'], 1):.0f}x less peak memory than "
-              f"decoding and keeping every frame")
+        for gop in GOPS:
+            path = Path(tmp) / f"gop{gop}.mp4"
+            make_clip(path, gop)
+            result[f"gop{gop}"], tables[gop] = bench_clip(path, args.repeats)
+            result[f"gop{gop}"]["mbit_s"] = round(path.stat().st_size * 8 / SECONDS / 1e6, 2)
+    if args.json:
+        print(json.dumps(result))
+        return
+    names = {"views": "views (default settings)", "views_decord": "views, decord",
+             "views_pyav": "views, PyAV", "floor": "floor: needed frames decoded, not converted",
+             "all_frames": "every frame decoded and kept (decord)"}
+    for gop, rows in tables.items():
+        fields = result[f"gop{gop}"]
+        print(f"\n{WIDTH}x{HEIGHT}, {FPS} fps, {SECONDS} s, H.264 GOP {gop}, {fields['mbit_s']} Mbit/s")
+        print(f"{'operation':<46} {'wall (s)':>9} {'CPU (s)':>9} {'peak MiB':>9}")
+        for kind, row in rows.items():
+            print(f"{names[kind]:<46} {row['seconds']:>9.3f} {row['cpu']:>9.3f} {row['peak_mb']:>9.0f}"
+                  f"   {row['detail']}")
+        print(f"views / floor = {fields['views_over_floor']:.2f} (target <= 1.25); "
+              f"all frames / views = {fields['all_frames_over_views']:.2f}"
+              + (" (target >= 3)" if gop == 30 else ""))
 
 
 if __name__ == "__main__":

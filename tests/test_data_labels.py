@@ -111,3 +111,17 @@ def test_a_path_leaving_the_media_root_is_refused(tmp_path):
     with pytest.raises(ValueError, match="leaves the media root"):
         normalise_path("/abs/a.png", "x")
     assert normalise_path("TID/I01_01_1.bmp", "x") != normalise_path("TID/i01_01_1.bmp", "x")
+
+
+def test_csv_variants_on_the_cards_read_the_same(tmp_path):
+    plain = [("a.jpg", 3.5, 0.4), ("b.jpg", 2.0, 0.5)]
+    variants = {
+        "plain.csv": "image_name,MOS,SD\na.jpg,3.5,0.4\nb.jpg,2.0,0.5\n",
+        "excel.csv": '\ufeff"Image_Name", "mos" ,"SD",extra\r\n"a.jpg",3.5,0.4,x\r\n\r\nb.jpg, 2.0 ,0.5,y\r\n',
+    }
+    for name, text in variants.items():
+        (tmp_path / name).write_bytes(text.encode("utf-8"))
+        assert [(r.name, r.mos, r.std) for r in read_koniq_csv(tmp_path / name)] == plain, name
+    (tmp_path / "semi.csv").write_text("image_name;MOS;SD\na.jpg;3,5;0,4\n")
+    with pytest.raises(ValueError, match=r"semi\.csv:1: no column .*semicolon-separated"):
+        read_koniq_csv(tmp_path / "semi.csv")

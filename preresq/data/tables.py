@@ -73,7 +73,9 @@ def csv_rows(path: Path, required: dict[str, str]) -> list[tuple[int, dict[str, 
         cols = {}
         for key, name in required.items():
             if name.lower() not in index:
-                raise ValueError(f"{path}:1: no column {name!r} in header {header}")
+                hint = ("; semicolon-separated (a decimal-comma locale's export)? save it "
+                        "comma-separated with decimal points") if ";" in ",".join(header) else ""
+                raise ValueError(f"{path}:1: no column {name!r} in header {header}{hint}")
             cols[key] = index[name.lower()]
         rows = []
         for lineno, row in enumerate(reader, start=2):
