@@ -254,30 +254,48 @@ def test_missing_file(tmp_path):
         load_views(tmp_path / "nope.mp4")
 
 
-def test_falls_back_to_pyav_when_decord_cannot_open(clips, monkeypatch, caplog):
-    import decord
+def test_falls_back_to_decord_when_pyav_cannot_open(clips, monkeypatch, caplog):
+    import av
 
-    def refuse(path, num_threads, index):
-        raise decord.DECORDError(f"ERROR opening: {path}")
+    def refuse(path, num_threads, index=None):
+        raise av.InvalidDataError(1094995529, "Invalid data found when processing input")
 
-    monkeypatch.setattr(video_decode, "DecordReader", refuse)
+    monkeypatch.setattr(video_decode, "PyAVReader", refuse)
     with caplog.at_level(logging.WARNING, logger="preresq.data.video"):
         mosaic, *local = load_views(clips["gop8"], **SMALL)
     assert tile_indices(mosaic, 4, 4) == frame_indices(40, 16)
     assert [read_index(v) for v in local] == [10, 20, 30]
-    assert "trying PyAV" in caplog.text and clips["gop8"] in caplog.text
-    with pytest.raises(VideoDecodeError, match="decord cannot decode"):
-        load_views(clips["gop8"], backend="decord")
+    assert "pyav cannot decode" in caplog.text and "trying decord" in caplog.text
+    assert clips["gop8"] in caplog.text
+    with pytest.raises(VideoDecodeError, match="pyav cannot decode it"):
+        load_views(clips["gop8"], backend="pyav")
 
 
-def test_falls_back_to_pyav_when_decord_fails_mid_clip(clips, monkeypatch):
-    import decord
+def test_falls_back_to_decord_when_pyav_fails_mid_clip(clips, monkeypatch):
+    import av
 
-    class FailsReading(video_decode.DecordReader):
-        def frames(self, indices):
+    class FailsReading(video_decode.PyAVReader):
+        def decoded(self, indices):
             yield from ()
-            raise decord.DECORDError("Error getting frame")
+            raise av.InvalidDataError(1094995529, "Invalid data found when processing input")
 
-    monkeypatch.setattr(video_decode, "DecordReader", FailsReading)
+    monkeypatch.setattr(video_decode, "PyAVReader", FailsReading)
     mosaic, *local = load_views(clips["short"], **SMALL)
     assert [read_index(v) for v in local] == [1, 2, 3]
+
+
+def test_both_backends_failing_names_both_reasons(clips, monkeypatch):
+    import av
+    import decord
+
+    def no_pyav(path, num_threads, index=None):
+        raise av.InvalidDataError(1094995529, "Invalid data found when processing input")
+
+    def no_decord(path, num_threads, index):
+        raise decord.DECORDError("ERROR opening")
+
+    monkeypatch.setattr(video_decode, "PyAVReader", no_pyav)
+    monkeypatch.setattr(video_decode, "DecordReader", no_decord)
+    with pytest.raises(VideoDecodeError, match=r"gop8\.mp4: cannot decode \(pyav: .*Invalid data.*; "
+                                               r"decord: ERROR opening\)"):
+        load_views(clips["gop8"], **SMALL)

@@ -53,14 +53,14 @@ def write(path, pts, time_base=Fraction(1, 25), rotation=None, fmt=None) -> str:
 
 
 def views(path, backend, monkeypatch, **cfg):
-    """``load_views`` with one backend; ``fallback`` is auto with decord refusing the file."""
+    """``load_views`` with one backend; ``fallback`` is auto with PyAV refusing the file."""
     if backend == "fallback":
-        import decord
+        import av
 
-        def refuse(path, num_threads, index):
-            raise decord.DECORDError("cannot open")
+        def refuse(path, num_threads, index=None):
+            raise av.InvalidDataError(1094995529, "cannot open")
 
-        monkeypatch.setattr(video_decode, "DecordReader", refuse)
+        monkeypatch.setattr(video_decode, "PyAVReader", refuse)
         backend = "auto"
     return load_views(path, backend=backend, **{**SMALL, **cfg})
 

@@ -32,11 +32,12 @@ rounding. Each mosaic tile gets ``mosaic_max_pixels / (rows * cols)``; each loca
 
 Frames are shown as a player shows them: rotated phone clips upright, whichever backend
 (``preresq.data.video_decode``). The frame table (timestamps, keyframes) comes from one
-PyAV pass over the packets, never from the header. Decoding uses decord, seeking by index
-and decoding forward from the nearest keyframe; frames are converted one at a time and
-dropped once their views are made, so memory holds one full frame plus the small views.
-When decord cannot open or read a file (or counts its frames differently), PyAV does the
-same job (seek, then decode only up to each needed frame).
+pass over the packets, never from the header. PyAV decodes by default: it seeks to the
+keyframe before each needed frame, decodes forward without decoding the frames nothing
+refers to, and converts each needed frame to RGB at the size of its view; frames are
+dropped once their views are made, so memory holds one frame plus the small views. When
+PyAV cannot open or read a file, decord (seek by index, then Pillow resizing) does the
+same job; it is also used when asked (``backend: decord``).
 """
 
 from __future__ import annotations
@@ -262,14 +263,13 @@ def plan_views(starts: Sequence[int] | int, spec: ViewSpec) -> ViewPlan:
     )
 
 
-def _decord_errors() -> tuple[type[BaseException], ...]:
-    """What decord raises on a file it cannot open or read (its own error is no RuntimeError)."""
-    import decord
+def _errors(backend: str) -> tuple[type[BaseException], ...]:
+    """What a backend raises on a file it cannot open or read (decord's own error is no
+    RuntimeError)."""
+    if backend == "decord":
+        import decord
 
-    return (decord.DECORDError, RuntimeError)
-
-
-def _pyav_errors() -> tuple[type[BaseException], ...]:
+        return (decord.DECORDError, RuntimeError)
     import av
 
     return (av.FFmpegError, OSError, ValueError, RuntimeError)
@@ -291,9 +291,8 @@ def load_views(path: str | os.PathLike, **cfg) -> list[Image.Image]:
             ``[rows, cols]``), ``num_local``, ``local_positions`` (list of 0..1, or None for
             evenly spread), ``mosaic_max_pixels`` (whole mosaic), ``local_max_pixels`` (each
             local frame), ``factor`` (side multiple), ``crop`` (None or ``{size, position}``),
-            ``backend`` (``auto``: decord, then PyAV if decord is missing or cannot open or
-            read the file, with a warning; ``decord``; ``pyav``), ``num_threads`` (decoder
-            threads). Missing keys take the defaults of ``ViewSpec``.
+            ``backend`` (``auto``: PyAV, then decord if PyAV cannot open or read the file,
+            with a warning; ``pyav``; ``decord``), ``num_threads`` (decoder threads). Missing keys take the defaults of ``ViewSpec``.
 
     Returns:
         RGB PIL images: the mosaic, then the local frames in time order, then the crop.
@@ -314,59 +313,62 @@ def load_views(path: str | os.PathLike, **cfg) -> list[Image.Image]:
         raise FileNotFoundError(f"video not found: {path}")
     if path.stat().st_size == 0:
         raise VideoDecodeError(f"{path}: empty file")
-    try:
-        index = video_decode.index_clip(path)
-    except VideoDecodeError:
-        raise
-    except _pyav_errors() as e:
-        raise VideoDecodeError(f"{path}: cannot decode (PyAV cannot read its packets: "
-                               f"{_first_line(e)})") from e
-    if index.num_frames < 1:
-        raise VideoDecodeError(f"{path}: no frames")
-    plan = plan_views(index.starts, spec)
-    decord_reason = None
-    if spec.backend in ("auto", "decord"):
+    reasons: list[str] = []
+    # PyAV first under auto: it skips the frames nothing refers to and scales while
+    # converting, so it costs about half of decord's CPU time (scripts/bench_video.py).
+    order = {"auto": ("pyav", "decord"), "pyav": ("pyav",), "decord": ("decord",)}[spec.backend]
+    for backend in order:
         try:
-            return _views(path, spec, plan, video_decode.DecordReader(path, spec.num_threads, index))
+            return _views(path, spec, backend)
         except VideoDecodeError:
             raise
         except ImportError as e:
-            if spec.backend == "decord":
+            if backend == spec.backend:
                 raise
-            decord_reason = f"decord not installed ({e})"
-        except _decord_errors() as e:
-            if spec.backend == "decord":
-                raise VideoDecodeError(f"{path}: decord cannot decode it ({_first_line(e)})") from e
-            decord_reason = _first_line(e)
-        logger.warning("decord cannot decode %s (%s); trying PyAV", path, decord_reason)
-    try:
-        return _views(path, spec, plan, video_decode.PyAVReader(path, spec.num_threads, index))
-    except VideoDecodeError:
-        raise
-    except _pyav_errors() as e:
-        reasons = f"decord: {decord_reason}; PyAV: {_first_line(e)}" if decord_reason else _first_line(e)
-        raise VideoDecodeError(f"{path}: cannot decode ({reasons})") from e
+            reasons.append(f"{backend} not installed ({e})")
+        except _errors(backend) as e:
+            if backend == spec.backend:
+                raise VideoDecodeError(f"{path}: {backend} cannot decode it ({_first_line(e)})") from e
+            reasons.append(f"{backend}: {_first_line(e)}")
+        if backend != order[-1]:
+            logger.warning("%s cannot decode %s (%s); trying %s", backend, path, reasons[-1], order[-1])
+    raise VideoDecodeError(f"{path}: cannot decode ({'; '.join(reasons)})")
 
 
-def _views(path: Path, spec: ViewSpec, plan: ViewPlan, reader) -> list[Image.Image]:
-    """The views of ``plan``, made from the frames ``reader`` decodes (then closed)."""
+def _open(path: Path, backend: str, num_threads: int):
+    """A reader of the clip and its frame table (from the packets, never the header)."""
+    if backend == "pyav":
+        return video_decode.PyAVReader(path, num_threads)  # indexes in its own container
     try:
+        index = video_decode.index_clip(path)
+    except _errors("pyav") as e:
+        raise VideoDecodeError(f"{path}: cannot read its packets ({_first_line(e)})") from e
+    return video_decode.DecordReader(path, num_threads, index)
+
+
+def _views(path: Path, spec: ViewSpec, backend: str) -> list[Image.Image]:
+    """The views of a clip, made from the frames one backend decodes."""
+    reader = _open(path, backend, spec.num_threads)
+    try:
+        if reader.num_frames < 1:
+            raise VideoDecodeError(f"{path}: no frames")
+        plan = plan_views(reader.index.starts, spec)
         rows, cols = spec.grid
         tile_budget = spec.mosaic_max_pixels // (rows * cols)
         made: dict[tuple[str, int], Image.Image] = {}
         tile = None
-        for index, array in reader.frames(plan.needed()):
-            frame = Image.fromarray(array)
+        for index, picture in reader.pictures(plan.needed()):
+            width, height = picture.size
             if tile is None:
-                check_shape(frame.width, frame.height, path)  # the processor's limits
-                tile = fit_size(frame.width, frame.height, tile_budget, spec.factor)
+                check_shape(width, height, path)  # the processor's limits
+                tile = fit_size(width, height, tile_budget, spec.factor)
             if index in plan.mosaic:
-                made["tile", index] = _resize(frame, tile)
+                made["tile", index] = picture.image(tile)
             if index in plan.local:
-                size = fit_size(frame.width, frame.height, spec.local_max_pixels, spec.factor)
-                made["local", index] = _resize(frame, size)
+                made["local", index] = picture.image(fit_size(width, height, spec.local_max_pixels,
+                                                              spec.factor))
             if index == plan.crop:
-                made["crop", index] = _centre_crop(frame, spec.crop_size, spec.factor)
+                made["crop", index] = _centre_crop(picture.image(), spec.crop_size, spec.factor)
     finally:
         reader.close()
     mosaic = Image.new("RGB", (cols * tile[0], rows * tile[1]))
@@ -376,13 +378,6 @@ def _views(path: Path, spec: ViewSpec, plan: ViewPlan, reader) -> list[Image.Ima
     if plan.crop is not None:
         views.append(made["crop", plan.crop])
     return views
-
-
-def _resize(frame: Image.Image, size: tuple[int, int]) -> Image.Image:
-    if frame.size == size:
-        return frame.copy()
-    # reducing_gap: box-reduce first, then bicubic; much faster on big frames, same look.
-    return frame.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
 
 
 def _centre_crop(frame: Image.Image, size: tuple[int, int], factor: int) -> Image.Image:
