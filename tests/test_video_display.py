@@ -174,3 +174,32 @@ def test_decord_is_not_used_when_its_frame_count_differs(rotated):
     wrong = ClipIndex(starts=list(range(39)), keys=[0])
     with pytest.raises(decord.DECORDError, match="decord counts 40 frames, the packets 39"):
         video_decode.DecordReader(rotated[None], 1, wrong)
+
+
+@pytest.mark.parametrize("pix_fmt, size", [("yuv444p", (65, 47)), ("gray", (64, 48))])
+def test_odd_sized_and_grey_clips_agree_across_backends(tmp_path, pix_fmt, size):
+    """Beyond the issue: odd frame sizes and grey-only streams; brightness encodes the frame."""
+    import av
+
+    width, height = size
+    path = tmp_path / f"{pix_fmt}.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        for i in range(10):
+            frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), 20 * i + 20, np.uint8),
+                                               format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    cfg = {"grid": 2, "mosaic_max_pixels": 4 * 56 * 56, "local_max_pixels": 56 * 56}
+    brightness = {}
+    for backend in ("pyav", "decord"):
+        views = load_views(path, backend=backend, **cfg)
+        assert all(v.mode == "RGB" and v.width % 28 == 0 and v.height % 28 == 0 for v in views)
+        brightness[backend] = [float(np.asarray(v).mean()) for v in views[1:]]
+    assert brightness["pyav"] == pytest.approx(brightness["decord"], abs=2)
+    # Local frames 2, 5, 7 of 10: brighter in time order, evenly spaced by the frame number.
+    steps = np.diff(brightness["pyav"])
+    assert steps[0] == pytest.approx(steps[1] * 3 / 2, rel=0.15) and steps.min() > 0
