@@ -124,6 +124,22 @@ def test_palette_with_transparent_colour(tmp_path):
         assert tuple(pixels[5, 20]) == (255, 0, 0), name
 
 
+@pytest.mark.parametrize("mode, key, other", [("RGB", (0, 255, 0), (255, 0, 0)), ("L", 50, 200),
+                                               ("I;16", 0, 40000)])
+def test_transparent_colour_of_rgb_grey_and_16_bit_pngs(tmp_path, mode, key, other):
+    if mode == "I;16":  # Pillow's paste of an int into I;16 truncates it: build it in numpy
+        values = np.full((28, 28), key, np.uint16)
+        values[:, 14:] = other
+        image = _grey16(values)
+    else:
+        image = Image.new(mode, (28, 28), key)
+        image.paste(other, (14, 0, 28, 28))
+    image.save(tmp_path / "key.png", transparency=key)
+    pixels = model_pixels(tmp_path / "key.png")
+    shown = {"RGB": (255, 0, 0), "L": (200, 200, 200), "I;16": (156, 156, 156)}[mode]
+    assert tuple(pixels[3, 3]) == BACKGROUND and tuple(pixels[3, 20]) == shown
+
+
 def test_grey_with_alpha_and_plain_grey(tmp_path):
     la = Image.new("LA", (28, 28), (0, 0))
     la.paste((60, 255), (14, 0, 28, 28))

@@ -71,7 +71,11 @@ def to_rgb(image: Image.Image, path: str | os.PathLike = "<image>") -> Image.Ima
     if mode in _SIXTEEN_BIT:
         grey = np.asarray(image).astype(np.float64)
         eight = np.clip(np.rint(grey / 257.0), 0, 255).astype(np.uint8)
-        return Image.fromarray(eight, "L").convert("RGB")
+        rgb = np.repeat(eight[..., None], 3, axis=2)
+        key = image.info.get("transparency")  # a 16-bit grey PNG's transparent value (tRNS)
+        if isinstance(key, int):
+            rgb[grey == key] = BACKGROUND
+        return Image.fromarray(rgb, "RGB")
     has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
     if not has_alpha:
         return image.convert("RGB")
