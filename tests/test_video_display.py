@@ -203,3 +203,35 @@ def test_odd_sized_and_grey_clips_agree_across_backends(tmp_path, pix_fmt, size)
     # Local frames 2, 5, 7 of 10: brighter in time order, evenly spaced by the frame number.
     steps = np.diff(brightness["pyav"])
     assert steps[0] == pytest.approx(steps[1] * 3 / 2, rel=0.15) and steps.min() > 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("claimed", [400, 10])
+def test_avi_header_that_lies_about_the_frame_count(tmp_path, claimed, backend, monkeypatch):
+    """An AVI whose main and stream headers claim ``claimed`` frames for its 40."""
+    import av
+
+    path = tmp_path / "honest.avi"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.options = {"qscale": "2"}
+        for i in range(40):
+            frame = av.VideoFrame.from_ndarray(index_frame(i), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    data = path.read_bytes()
+    avih, strh = data.find(b"avih") + 24, data.find(b"strh") + 40  # dwTotalFrames, dwLength
+    for at in (avih, strh):
+        assert struct.unpack("<I", data[at:at + 4]) == (40,)
+        data = data[:at] + struct.pack("<I", claimed) + data[at + 4:]
+    lying = tmp_path / "lying.avi"
+    lying.write_bytes(data)
+    with av.open(str(lying)) as c:
+        assert c.streams.video[0].frames == claimed  # the header says so
+    mosaic, *local = views(lying, backend, monkeypatch)
+    assert tile_indices(mosaic, 4, 4) == frame_indices(40, 16)
+    assert [read_index(v) for v in local] == [10, 20, 30]
