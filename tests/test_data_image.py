@@ -178,10 +178,13 @@ def test_extreme_aspect_ratio_names_file_and_label_line(tmp_path):
     assert model_pixels(tmp_path / "ok.png").shape[2] == 3
 
 
-def test_float_image_is_refused(tmp_path):
+def test_float_and_wide_integer_images_are_refused(tmp_path):
     Image.fromarray(np.full((4, 4), 0.5, np.float32)).save(tmp_path / "f.tiff")
     with pytest.raises(ImageDecodeError, match=r"f\.tiff.*float"):
         open_image(tmp_path / "f.tiff")
+    Image.fromarray(np.full((4, 4), 70000, np.int32)).save(tmp_path / "i.tiff")
+    with pytest.raises(ImageDecodeError, match=r"i\.tiff.*outside 0\.\.65535"):
+        open_image(tmp_path / "i.tiff")
 
 
 def test_truncated_image_raises_naming_it(tmp_path):

@@ -7,10 +7,10 @@ after three corrections a plain ``Image.open(path).convert("RGB")`` gets wrong:
   (``ImageOps.exif_transpose``), so a portrait photo stored sideways comes out upright.
 * **High bit depth**: 16-bit grey (Pillow modes ``I;16``, ``I;16B``, ``I;16L``, and ``I``
   as Pillow opens 16-bit PNGs) is scaled to 8 bits (``round(v / 257)``, 65535 -> 255),
-  not clipped (clipping turns almost every pixel white). 32-bit float images (``F``) have
-  no agreed range and are refused.
-* **Transparency** (``RGBA``, ``LA``, ``PA``, palette or grey images with a transparent
-  colour) is composited on **white**, ``BACKGROUND``: the page colour of the web pages and
+  not clipped (clipping turns almost every pixel white). 32-bit float images (``F``), and
+  ``I`` images with values outside 0..65535, have no agreed range and are refused.
+* **Transparency** (``RGBA``, ``LA``, ``PA``, palette, RGB, grey or 16-bit grey images
+  with a transparent colour) is composited on **white**, ``BACKGROUND``: the page colour of the web pages and
   viewers most such images are shown on, and one fixed colour, so training and evaluation
   agree. Without it, fully transparent pixels show whatever colour the encoder left there.
 
@@ -70,6 +70,9 @@ def to_rgb(image: Image.Image, path: str | os.PathLike = "<image>") -> Image.Ima
                                "convert it to 8 or 16 bits")
     if mode in _SIXTEEN_BIT:
         grey = np.asarray(image).astype(np.float64)
+        if grey.size and (grey.min() < 0 or grey.max() > 65535):
+            raise ImageDecodeError(f"{path}: 32-bit integer image with values outside 0..65535 "
+                                   "has no agreed range; convert it to 8 or 16 bits")
         eight = np.clip(np.rint(grey / 257.0), 0, 255).astype(np.uint8)
         rgb = np.repeat(eight[..., None], 3, axis=2)
         key = image.info.get("transparency")  # a 16-bit grey PNG's transparent value (tRNS)
