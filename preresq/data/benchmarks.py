@@ -17,8 +17,15 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from preresq.config import load_paths
-from preresq.data.readers import LabelRow, get_reader
-from preresq.data.records import MODALITIES, Record, normalise_path, read_manifest, rescale
+from preresq.data.readers import get_reader
+from preresq.data.records import (
+    MODALITIES,
+    LabelRow,
+    Record,
+    normalise_path,
+    read_manifest,
+    rescale,
+)
 from preresq.paths import CONFIG_DIR
 
 BENCHMARK_DIR = CONFIG_DIR / "benchmark"

@@ -307,7 +307,7 @@ def read_demo_video_set(path: str | os.PathLike, **params) -> list:
     rows of all three splits are returned, named relative to ``path``
     (``<name>-<hash>/clips/...``) and carrying their split, for ``splitter: labels``.
     """
-    from preresq.data.readers import LabelRow
+    from preresq.data.records import LabelRow
 
     root = Path(path)
     folder = build_demo_video(params, root=root)

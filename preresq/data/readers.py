@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from preresq.data.records import LabelRow
 from preresq.data.tables import (
     check_same_length,
     column,
@@ -28,32 +28,6 @@ from preresq.data.tables import (
     to_float,
     xlsx_rows,
 )
-
-
-@dataclass
-class LabelRow:
-    """One item as read from a label file, before rescaling.
-
-    Attributes:
-        name: media path relative to the benchmark's media root (also the item's id).
-        mos: the raw score exactly as in the file (MOS, DMOS or Elo, its own scale).
-        line: where the item came from (line number or spreadsheet row), for messages.
-        std: standard deviation of the ratings, if the format has it.
-        ref: name of the reference (pristine) image, for synthetic-distortion sets.
-        id: the item's id when it differs from ``name`` (repeated items of a balanced set).
-        split: the split the label file itself assigns, if any (the demo set's manifests).
-        extra: anything else worth keeping (e.g. the demo's distortion kind and level).
-    """
-
-    name: str
-    mos: float
-    line: int
-    std: float | None = None
-    ref: str | None = None
-    id: str | None = None
-    split: str | None = None
-    extra: dict = field(default_factory=dict)
-
 
 Reader = Callable[..., list[LabelRow]]
 READERS: dict[str, Reader] = {}

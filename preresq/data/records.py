@@ -1,4 +1,8 @@
-"""The one record type for a dataset item, and its JSONL manifest.
+"""The one record type for a dataset item, its JSONL manifest, and the row a label file gives.
+
+``LabelRow`` (one item as a reader reads it) lives here, beside ``Record``, so that every
+data source (the readers of ``preresq.data.readers`` and the demo sets alike) imports it
+from here and imports run one way: records <- readers <- benchmarks.
 
 A manifest is one JSON object per line with exactly the field names of ``Record``. It is
 written to a temporary file and renamed into place, so a manifest on disk is always whole;
@@ -57,6 +61,31 @@ class Record:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
+
+
+@dataclass
+class LabelRow:
+    """One item as read from a label file, before rescaling.
+
+    Attributes:
+        name: media path relative to the benchmark's media root (also the item's id).
+        mos: the raw score exactly as in the file (MOS, DMOS or Elo, its own scale).
+        line: where the item came from (line number or spreadsheet row), for messages.
+        std: standard deviation of the ratings, if the format has it.
+        ref: name of the reference (pristine) image, for synthetic-distortion sets.
+        id: the item's id when it differs from ``name`` (repeated items of a balanced set).
+        split: the split the label file itself assigns, if any (the demo set's manifests).
+        extra: anything else worth keeping (e.g. the demo's distortion kind and level).
+    """
+
+    name: str
+    mos: float
+    line: int
+    std: float | None = None
+    ref: str | None = None
+    id: str | None = None
+    split: str | None = None
+    extra: dict = field(default_factory=dict)
 
 
 _FIELDS = {f.name for f in fields(Record)}
