@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import struct
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
-from test_video import SMALL, H, W, index_frame, read_index, tile_indices
+from test_video import SMALL, H, W, index_frame, read_index, tile_indices, write_clip
 
 from preresq.data import video_decode
 from preresq.data.video import (
@@ -211,18 +212,7 @@ def test_avi_header_that_lies_about_the_frame_count(tmp_path, claimed, backend, 
     """An AVI whose main and stream headers claim ``claimed`` frames for its 40."""
     import av
 
-    path = tmp_path / "honest.avi"
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("mpeg4", rate=25)
-        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-        stream.options = {"qscale": "2"}
-        for i in range(40):
-            frame = av.VideoFrame.from_ndarray(index_frame(i), format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    path = Path(write_clip(tmp_path / "honest.avi", 40, codec="mpeg4"))
     data = path.read_bytes()
     avih, strh = data.find(b"avih") + 24, data.find(b"strh") + 40  # dwTotalFrames, dwLength
     for at in (avih, strh):
