@@ -26,6 +26,7 @@ from preresq.data.records import Record
 from preresq.prompts import build_messages, pick_template
 
 IMAGE_FACTOR = 28  # Qwen2.5-VL: 14-px patches merged 2x2
+DECODE_CACHE_ITEMS = 16  # items whose decoded images a row loader keeps (DecodeCache)
 
 
 class MediaError(OSError):
@@ -143,8 +144,6 @@ def build_train_dataset(records: Sequence[Record], media_root: str | os.PathLike
     loader = _RowLoader(Path(media_root), min_pixels, max_pixels, dict(video_cfg or {}), cache_items)
     return Dataset.from_dict(table).with_transform(loader)
 
-
-DECODE_CACHE_ITEMS = 16
 
 
 class DecodeCache:
