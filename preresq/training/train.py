@@ -109,16 +109,23 @@ def grpo_args(cfg: DictConfig, output_dir: Path, reward_weights: list[float], st
     return GRPOConfig(**args)
 
 
-def build_dataset(cfg: DictConfig, split: str | None = None):
-    """Training rows (and their records) for ``cfg.data``, one split of it."""
+def build_dataset(cfg: DictConfig, split: str | None = None, plan: StagePlan | None = None):
+    """Training rows (and their records) for ``cfg.data``, one split of it.
+
+    The row loader's decode cache holds ``trainer.decode_cache_items`` items; by default
+    (null) the items one process reads per optimizer step: TRL's sampler repeats each of
+    them K times, and again for every accumulation step of the generation batch.
+    """
     from preresq.data.rows import DECODE_CACHE_ITEMS, build_train_dataset
 
     records, card = training_records(cfg, split)
     prompt_cfg = _container(cfg.prompt[card.modality])
     cache = cfg.trainer.get("decode_cache_items")
+    if cache is None:
+        cache = plan.items_per_device if plan is not None else DECODE_CACHE_ITEMS
     dataset = build_train_dataset(records, card.media_root, prompt_cfg, int(cfg.model.min_pixels),
                                   int(cfg.model.max_pixels), _container(cfg.get("video")),
-                                  cache_items=DECODE_CACHE_ITEMS if cache is None else int(cache))
+                                  cache_items=int(cache))
     return dataset, records, card
 
 
@@ -146,9 +153,9 @@ def build_trainer(cfg: DictConfig, init_path: str, output_dir: Path, stage: str,
     from preresq.rewards import build_reward_funcs
     from preresq.training.callbacks import MetricsFileCallback, ValidationCallback
 
-    dataset, records, card = build_dataset(cfg)
     if plan is None:
-        plan = plan_from_config(stage, cfg, len(records), _world_size())
+        plan = plan_from_config(stage, cfg, len(training_records(cfg)[0]), _world_size(cfg))
+    dataset, records, card = build_dataset(cfg, plan=plan)
     prompt_cfg = cfg.prompt[card.modality]
     reward_funcs, weights = build_reward_funcs(cfg.reward, int(prompt_cfg.num_scores),
                                                str(prompt_cfg.answer_format))
@@ -196,10 +203,20 @@ def _reference(cfg: DictConfig) -> str:
     return reference
 
 
-def _world_size() -> int:
+def _process_state(cfg: DictConfig):
+    """accelerate's process state; joins the process group under torchrun / accelerate launch.
+
+    ``cpu`` must be passed on a CPU run: without it accelerate treats a torchrun launch on a
+    machine without CUDA as N separate single-process runs (and the state is a singleton,
+    so the trainer cannot correct it later).
+    """
     from accelerate import PartialState
 
-    return PartialState().num_processes
+    return PartialState(cpu=bool(cfg.trainer.args.get("use_cpu")))
+
+
+def _world_size(cfg: DictConfig) -> int:
+    return _process_state(cfg).num_processes
 
 
 def _configure_logging_env(cfg: DictConfig) -> None:
@@ -229,15 +246,13 @@ def train(cfg: DictConfig) -> Path | None:
     ``plan_only=true`` the schedule is printed (last line: one JSON object) for
     ``world_size`` processes, nothing is loaded, and None is returned.
     """
-    from accelerate import PartialState
-
     from preresq.models import resolve_model_path
     from preresq.training.memory import release_trainer
     from preresq.training.run_info import write_run_info
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if cfg.get("plan_only"):
-        plans = plan_run(cfg, int(cfg.get("world_size") or _world_size()))
+        plans = plan_run(cfg, int(cfg.get("world_size") or _world_size(cfg)))
         print("\n".join(plan_lines(plans)))
         print(json.dumps(plan_summary(plans)), flush=True)
         return None
@@ -245,7 +260,7 @@ def train(cfg: DictConfig) -> Path | None:
     check_vllm(cfg)
     _reference(cfg)
     _configure_logging_env(cfg)
-    state = PartialState()  # joins the process group under torchrun / accelerate launch
+    state = _process_state(cfg)
     if cfg.get("world_size") and int(cfg.world_size) != state.num_processes:
         raise ScheduleError(f"world_size={cfg.world_size} but this run has {state.num_processes} "
                             f"processes; world_size is for plan_only=true")
