@@ -13,16 +13,19 @@ def _folder_bytes(folder):
 
 
 def _wandb_run(tmp_path, monkeypatch, name, *extra):
+    """One smoke run logging to wandb offline; its offline-run folder and its step count."""
     import wandb
 
     from preresq.training import train
 
-    out = tmp_path / name
+    # wandb keeps its settings for the process: one WANDB_DIR, runs told apart by folder.
+    root = tmp_path / "wandb_dir"
+    root.mkdir(exist_ok=True)
     monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_DIR", str(out / "wandb_dir"))
+    monkeypatch.setenv("WANDB_DIR", str(root))
     monkeypatch.setenv("WANDB_SILENT", "true")
-    (out / "wandb_dir").mkdir(parents=True)
-    cfg = compose("train", ["+experiment=smoke", f"output_dir={out / 'run'}",
+    before = set(root.rglob("offline-run-*"))
+    cfg = compose("train", ["+experiment=smoke", f"output_dir={tmp_path / name}",
                             f"paths.cache_dir={REPO_ROOT / '.cache' / 'preresq'}",
                             "trainer.args.report_to=[wandb]", "trainer.args.log_completions=true",
                             "trainer.args.logging_steps=1", "trainer.max_steps=2", *extra])
@@ -30,28 +33,27 @@ def _wandb_run(tmp_path, monkeypatch, name, *extra):
         train(cfg)
     finally:
         wandb.finish()
-    runs = list((out / "wandb_dir" / "wandb").glob("offline-run-*"))
+    runs = sorted(set(root.rglob("offline-run-*")) - before)
     assert len(runs) == 1, runs
     return runs[0], int(cfg.trainer.max_steps)
 
 
 def test_wandb_bytes_per_step(tmp_path, monkeypatch):
-    defaults = compose("train", []).trainer.args
-    assert defaults.logging_steps >= 5 and defaults.log_completions and not defaults.log_multimodal
+    trainer = compose("train", []).trainer
+    assert trainer.args.logging_steps >= 5 and trainer.args.log_completions and trainer.log_images == 0
 
     run, steps = _wandb_run(tmp_path, monkeypatch, "text")
     per_step = _folder_bytes(run) / steps
-    images = [p for p in run.rglob("*.png")]
+    tables = list(run.rglob("completions_*.table.json"))
     print(f"wandb offline bytes per step, completions table without images: {per_step:,.0f}")
-    assert not images, "the default completions table logged images"
-    assert (run / "files").is_dir() and any(run.rglob("*.wandb"))  # it did log
-    # Every step's table (text of 8 completions) and scalars: tens of kB, not megabytes.
+    assert tables, "no completions table was logged"
+    assert "<image>" in tables[0].read_text()  # prompts as text: wandb could type the column
+    assert not list(run.rglob("*.png")), "the default completions log wrote images"
+    # Scalars and a table of 8 short completions per step: tens of kB, not megabytes.
     assert per_step < 150_000
 
-    run, steps = _wandb_run(tmp_path, monkeypatch, "images", "trainer.args.log_multimodal=true",
-                            "trainer.args.log_unique_prompts=true")
-    with_images = _folder_bytes(run) / steps
+    run, steps = _wandb_run(tmp_path, monkeypatch, "images", "trainer.log_images=1")
     logged = list(run.rglob("*.png"))
-    print(f"... opt-in images (one row per phrasing): {with_images:,.0f} bytes, {len(logged)} images")
-    # One row per prompt phrasing per log: the smoke's one template, one image per log.
-    assert 1 <= len(logged) <= steps
+    print(f"... with trainer.log_images=1: {_folder_bytes(run) / steps:,.0f} bytes per step, "
+          f"{len(logged)} images")
+    assert 1 <= len(logged) <= 3  # one per log (2 steps and the final log)

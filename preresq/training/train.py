@@ -1,6 +1,7 @@
 """``train(cfg)``: build policy, data and rewards, and run TRL's GRPOTrainer per stage.
 
-The trainer is TRL's own (no fork). What this module adds is the wiring: the schedule
+The trainer is TRL's own (no fork; ``trainer.PreresqGRPOTrainer`` only hands its completions
+table prompts as text, which wandb can log). What this module adds is the wiring: the schedule
 (``preresq.training.schedule``: a global batch in items, the same steps on any number of
 processes), configs to ``GRPOConfig``, the stage schedule, resume, the run record (config
 + git commit) and a few callbacks (metrics file, validation). Reward components and the
@@ -103,6 +104,12 @@ def grpo_args(cfg: DictConfig, output_dir: Path, reward_weights: list[float], st
     if args[name]:
         args.setdefault(f"{name}_kwargs", {"use_reentrant": False})
     # Only colocated vLLM shares the GPU; only TRL versions with the field can take it.
+    # TRL collects every completion's images for its table when log_multimodal is on (its
+    # default): only when images are asked for (trainer.log_images, see trainer.py).
+    if "log_multimodal" in args:
+        raise ValueError("trainer.args.log_multimodal is set by trainer.log_images (images per "
+                         "log, 0: none); set that instead")
+    args["log_multimodal"] = int(cfg.trainer.get("log_images") or 0) > 0
     if (vllm_length and args.get("use_vllm") and args.get("vllm_mode") == "colocate"
             and "vllm_max_model_length" in fields and args.get("vllm_max_model_length") is None):
         args["vllm_max_model_length"] = int(vllm_length)
@@ -147,11 +154,10 @@ def build_trainer(cfg: DictConfig, init_path: str, output_dir: Path, stage: str,
     ``initial_path`` is the run's first weights: with ``reference: initial`` (the default)
     the KL reference is built from them, not from ``init_path``.
     """
-    from trl import GRPOTrainer
-
     from preresq.models import is_lora_checkpoint, load_model, load_processor, lora_config
     from preresq.rewards import build_reward_funcs
     from preresq.training.callbacks import MetricsFileCallback, ValidationCallback
+    from preresq.training.trainer import PreresqGRPOTrainer
 
     if plan is None:
         plan = plan_from_config(stage, cfg, len(training_records(cfg)[0]), _world_size(cfg))
@@ -183,9 +189,10 @@ def build_trainer(cfg: DictConfig, init_path: str, output_dir: Path, stage: str,
     if cfg.validation.get("enabled"):
         validation = ValidationCallback(cfg, output_dir)
         callbacks.append(validation)
-    trainer = GRPOTrainer(model=model, processing_class=processor, reward_funcs=reward_funcs,
-                          args=args, train_dataset=dataset, callbacks=callbacks,
-                          peft_config=peft_config)
+    trainer = PreresqGRPOTrainer(model=model, processing_class=processor, reward_funcs=reward_funcs,
+                                 args=args, train_dataset=dataset, callbacks=callbacks,
+                                 peft_config=peft_config,
+                                 log_images=int(cfg.trainer.get("log_images") or 0))
     if new_reference and continued_adapter and "ref" in getattr(trainer.model, "peft_config", {}):
         # A continued adapter gets a frozen "ref" copy of itself from TRL (the previous
         # stage's policy). Without it TRL's reference is the model with adapters disabled:
