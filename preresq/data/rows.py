@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 from PIL import Image
@@ -194,8 +195,9 @@ class _RowLoader:
         for i in range(len(batch["item_id"])):
             record = Record(**json.loads(batch["record"][i]))
             line = batch["line"][i]
-            images = list(self.cache.get(record.id, lambda: item_images(
-                record, self.media_root, self.min_pixels, self.max_pixels, self.video_cfg, line=line)))
+            images = list(self.cache.get(record.id, partial(
+                item_images, record, self.media_root, self.min_pixels, self.max_pixels,
+                self.video_cfg, line=line)))
             out["prompt"].append(build_messages(batch["template"][i], num_images=len(images)))
             out["images"].append(images)
             out["mos"].append(batch["mos"][i])

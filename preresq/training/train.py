@@ -25,7 +25,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from preresq.paths import CONFIG_DIR
 from preresq.training import vllm
-from preresq.training.schedule import ScheduleError, StagePlan, plan_from_config, plan_lines, plan_summary
+from preresq.training.schedule import (
+    ScheduleError,
+    StagePlan,
+    plan_from_config,
+    plan_lines,
+    plan_summary,
+)
 from preresq.training.stages import (
     DONE_MARKER,
     FINAL,
