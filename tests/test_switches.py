@@ -167,3 +167,28 @@ def test_vllm_colocate_gets_the_model_length(tmp_path):
     assert args.vllm_max_model_length == 1234
     server = compose("train", [*on[:2], "trainer.args.vllm_mode=server"])
     assert grpo_args(server, tmp_path, [1.0, 1.0], "main", vllm_length=1234).vllm_max_model_length is None
+
+
+@pytest.mark.slow
+def test_a_continued_lora_stage_keeps_the_initial_reference(tiny_model_dir, tmp_path):
+    """Stage 2 of a LoRA run loads stage 1's adapters; TRL would give it a frozen "ref" copy of
+    them (the stage-1 policy). With reference=initial the reference is the base model."""
+    from peft import get_peft_model
+
+    from preresq.training.train import build_trainer
+
+    cfg = _tiny_with(tiny_model_dir, lora=_lora_section())
+    get_peft_model(load_model(cfg, training=True), lora_config(cfg)).save_pretrained(tmp_path / "stage1")
+    load_processor(cfg).save_pretrained(tmp_path / "stage1")
+
+    def stage_two(reference):
+        run = compose("train", ["+experiment=smoke", f"model.name_or_path={tiny_model_dir}",
+                                f"reference={reference}"])
+        run.model.lora = _lora_section()
+        return build_trainer(run, str(tmp_path / "stage1"), tmp_path / reference, "two",
+                             initial_path=str(tiny_model_dir))
+
+    initial = stage_two("initial").model
+    assert list(initial.peft_config) == ["default"]  # reference: adapters disabled = the base
+    assert any(p.requires_grad for n, p in initial.named_parameters() if "lora_" in n)
+    assert "ref" in stage_two("previous").model.peft_config
