@@ -186,7 +186,11 @@ def build_trainer(cfg: DictConfig, init_path: str, output_dir: Path, stage: str,
     reference = _reference(cfg)
     initial_path = initial_path or init_path
     new_reference = reference == "initial" and str(initial_path) != str(init_path)
-    if new_reference and peft_config is None and not continued_adapter:
+    if new_reference and peft_config is not None:
+        raise ValueError(f"stage {stage!r}: new LoRA adapters on {init_path} would make those "
+                         f"weights the KL reference, not the run's initial model {initial_path}; "
+                         f"set reference=previous, or train every stage with LoRA")
+    if new_reference and not continued_adapter:
         # TRL builds the reference from the policy's config._name_or_path (the folder it was
         # loaded from): point it at the run's first weights.
         model.config._name_or_path = str(initial_path)
