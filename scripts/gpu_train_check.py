@@ -6,7 +6,7 @@ then trained by ``preresq.training.train`` itself with the ``smoke_two_stage`` s
 real sizes: 8 images per step, K=12 then K=6, 256 completion tokens (a random model rarely
 stops early), 2 steps per stage, DeepSpeed ZeRO-3 on one GPU, wandb offline. Run once as a
 full fine-tune and once with the LoRA settings of ``iqa_6k_lora``. Prints per stage and
-variant: step times, peak GPU memory and bytes wandb wrote per step, as JSON.
+variant: step times, peak GPU memory (per stage) and bytes wandb wrote per step, as JSON.
 
     torchrun --nproc_per_node=1 scripts/gpu_train_check.py --out gpu_train.json
     python scripts/gpu_train_check.py --tiny          # CPU smoke of this script (no DeepSpeed)
@@ -88,6 +88,10 @@ def run_variant(name: str, cfg, wandb_dir: Path) -> dict:
                 torch.cuda.synchronize()
             stages[self.stage]["step_s"].append(round(time.perf_counter() - self.t, 2))
 
+        def on_train_end(self, args, state, control, **kw):
+            if cuda:  # reset when the stage's trainer was built
+                stages[self.stage]["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+
     real_build = training.build_trainer
 
     def build(cfg, init_path, output_dir, stage, plan=None, initial_path=None):
@@ -110,9 +114,7 @@ def run_variant(name: str, cfg, wandb_dir: Path) -> dict:
     runs = sorted(set(wandb_dir.rglob("offline-run-*")) - before)
     logged = sum(p.stat().st_size for r in runs for p in r.rglob("*") if p.is_file())
     steps = sum(len(s["step_s"]) for s in stages.values())
-    return {"variant": name, "stages": stages,
-            "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
-            "wandb_bytes_per_step": round(logged / max(steps, 1))}
+    return {"variant": name, "stages": stages, "wandb_bytes_per_step": round(logged / max(steps, 1))}
 
 
 def main() -> None:
