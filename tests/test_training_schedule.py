@@ -118,3 +118,10 @@ def test_a_stage_naming_another_preset_replaces_the_reward():
     assert dict(two.reward.params) == {"threshold": 0.5, "tol_margin": 1e-6}
     # Same preset: merged, as before (the spread penalty switched off in stage 2).
     assert stage_configs(compose("train", ["+experiment=smoke_two_stage"]))[1][1].reward.params.w_gt_rank == 1.0
+
+
+def test_a_real_run_refuses_a_world_size_it_does_not_have(tmp_path):
+    cfg = compose("train", ["+experiment=smoke", "world_size=8", f"output_dir={tmp_path / 'run'}"])
+    with pytest.raises(ScheduleError, match="world_size=8 but this run has 1 processes"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()  # refused before writing anything
