@@ -50,7 +50,7 @@ def _cfg(out: Path, steps: int):
     from preresq.config import compose
 
     return compose("train", ["+experiment=smoke", f"output_dir={out}",
-                             f"trainer.args.max_steps={steps}", "trainer.args.save_steps=100000",
+                             f"trainer.max_steps={steps}", "trainer.args.save_steps=100000",
                              "trainer.args.logging_steps=1", "validation.enabled=false"])
 
 
@@ -79,6 +79,7 @@ def time_bare(steps: int, out: Path) -> list[float]:
     from preresq.data.rows import item_images
     from preresq.models import resolve_model_path
     from preresq.prompts import build_messages
+    from preresq.training.train import plan_run
 
     cfg = _cfg(out, steps)
     init = resolve_model_path(cfg.model, cfg.paths.cache_dir)
@@ -90,6 +91,7 @@ def time_bare(steps: int, out: Path) -> list[float]:
                                    int(cfg.model.max_pixels))}
             for r in records]
     args = OmegaConf.to_container(cfg.trainer.args, resolve=True)
+    args.update(plan_run(cfg, 1)[0].grpo_args())  # the same batch shape as train(cfg)
     args.update(output_dir=str(out), reward_weights=[1.0])
     # The same checkpointing choice as train(cfg) (off for the tiny model); TRL's default is on.
     fields = GRPOConfig.__dataclass_fields__

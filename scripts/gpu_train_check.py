@@ -1,19 +1,23 @@
-"""GPU check: a few GRPO steps of a random Qwen2.5-VL-3B-architecture policy with LoRA.
+"""GPU check of ``train(cfg)`` at real shapes: two stages, ZeRO-3, full fine-tune and LoRA.
 
-No download: the model is built from a config with the real 3B sizes (random weights,
-bf16) and the tiny model's tokenizer/processor (same special tokens and chat template).
-Runs at the released batch shape: 8 images x 6 responses per step, 256 completion tokens
-(a random model rarely stops early). Prints step time, generation tokens/s and peak GPU
-memory as JSON.
+No download: a policy with the real Qwen2.5-VL-3B sizes (random weights, bf16) and the
+tiny model's tokenizer/processor (same special tokens and chat template) is saved once,
+then trained by ``preresq.training.train`` itself with the ``smoke_two_stage`` stages at
+real sizes: 8 images per step, K=12 then K=6, 256 completion tokens (a random model rarely
+stops early), 2 steps per stage, DeepSpeed ZeRO-3 on one GPU, wandb offline. Run once as a
+full fine-tune and once with the LoRA settings of ``iqa_6k_lora``. Prints per stage and
+variant: step times, peak GPU memory (per stage) and bytes wandb wrote per step, as JSON.
 
-    python scripts/gpu_train_check.py --steps 3 --out gpu_train.json
-    python scripts/gpu_train_check.py --tiny --steps 1      # CPU smoke of this script
+    torchrun --nproc_per_node=1 scripts/gpu_train_check.py --out gpu_train.json
+    python scripts/gpu_train_check.py --tiny          # CPU smoke of this script (no DeepSpeed)
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -26,115 +30,125 @@ QWEN2_5_VL_3B = dict(
 )
 
 
-def build_policy(tiny: bool, device: str, dtype):
+def save_policy(folder: Path, tiny: bool) -> Path:
+    """The policy folder: the tiny model itself, or random 3B-size weights in bf16."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from preresq.models.tiny import DEFAULTS, _model_config, build_tiny_model, default_tiny_dir
 
-    folder = build_tiny_model(default_tiny_dir())
-    processor = AutoProcessor.from_pretrained(folder)
+    source = build_tiny_model(default_tiny_dir())
     if tiny:
-        return AutoModelForImageTextToText.from_pretrained(folder).to(device), processor
+        return source
+    if (folder / "config.json").is_file():
+        return folder
+    processor = AutoProcessor.from_pretrained(source)
     config = _model_config("qwen2_5_vl", processor.tokenizer, {**DEFAULTS, **QWEN2_5_VL_3B})
     config.vision_config.fullatt_block_indexes = [7, 15, 23, 31]
     config.text_config.vocab_size = 151936
     config.tie_word_embeddings = True
-    # M-RoPE sections of the real model (head_dim 128).
-    config.text_config.rope_parameters["mrope_section"] = [16, 24, 24]
-    with torch.device(device):
-        model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
-    return model, processor
+    config.text_config.rope_parameters["mrope_section"] = [16, 24, 24]  # head_dim 128
+    model = AutoModelForImageTextToText.from_config(config, dtype=torch.bfloat16)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def overrides(policy: Path, out: Path, tiny: bool, tokens: int, steps: int) -> list[str]:
+    device = (["trainer.args.use_cpu=true", "trainer.args.bf16=false", "model.dtype=float32"] if tiny else
+              ["trainer.args.use_cpu=false", "trainer.args.bf16=true", "model.dtype=bfloat16",
+               "trainer.deepspeed=zero3", "model.gradient_checkpointing=true"])
+    return ["+experiment=smoke_two_stage", f"model.name_or_path={policy}", f"output_dir={out}",
+            *device, "trainer.items_per_step=8", "trainer.max_completions_per_device=48",
+            f"stages.exploration.trainer.max_steps={steps}", f"stages.stability.trainer.max_steps={steps}",
+            "stages.exploration.trainer.args.num_generations=12",
+            "stages.stability.trainer.args.num_generations=6",
+            f"trainer.args.max_completion_length={tokens}", "trainer.args.report_to=[wandb]",
+            "trainer.args.log_completions=true", "trainer.args.logging_steps=1",
+            "trainer.args.save_steps=100000", "model.max_pixels=200704", "validation.enabled=false"]
+
+
+def run_variant(name: str, cfg, wandb_dir: Path) -> dict:
+    """train(cfg), timing each step and reading the peak memory of each stage."""
+    import wandb
+    from transformers import TrainerCallback
+
+    training = importlib.import_module("preresq.training.train")
+    cuda = torch.cuda.is_available()
+    stages: dict[str, dict] = {}
+
+    class Timer(TrainerCallback):
+        def __init__(self, stage):
+            self.stage = stage
+
+        def on_step_begin(self, args, state, control, **kw):
+            self.t = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            if cuda:
+                torch.cuda.synchronize()
+            stages[self.stage]["step_s"].append(round(time.perf_counter() - self.t, 2))
+
+        def on_train_end(self, args, state, control, **kw):
+            if cuda:  # reset when the stage's trainer was built
+                stages[self.stage]["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+
+    real_build = training.build_trainer
+
+    def build(cfg, init_path, output_dir, stage, plan=None, initial_path=None):
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        trainer = real_build(cfg, init_path, output_dir, stage, plan, initial_path)
+        stages[stage] = {"num_generations": trainer.num_generations, "step_s": [],
+                         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters()
+                                                     if p.requires_grad)}
+        trainer.add_callback(Timer(stage))
+        return trainer
+
+    before = set(wandb_dir.rglob("offline-run-*"))
+    training.build_trainer = build
+    try:
+        training.train(cfg)
+    finally:
+        training.build_trainer = real_build
+        wandb.finish()
+    runs = sorted(set(wandb_dir.rglob("offline-run-*")) - before)
+    logged = sum(p.stat().st_size for r in runs for p in r.rglob("*") if p.is_file())
+    steps = sum(len(s["step_s"]) for s in stages.values())
+    return {"variant": name, "stages": stages, "wandb_bytes_per_step": round(logged / max(steps, 1))}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="tiny model on CPU (tests this script)")
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--images", type=int, default=8)
-    parser.add_argument("--responses", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=2, help="optimizer steps per stage")
     parser.add_argument("--tokens", type=int, default=256)
-    parser.add_argument("--pixels", type=int, default=448 * 448)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--work", type=Path, default=Path("outputs/gpu_train_check"))
     args = parser.parse_args()
 
-    from peft import LoraConfig, get_peft_model
-    from transformers import TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
+    from preresq.config import compose
 
-    from preresq.data.demo import load_demo_split
-    from preresq.data.rows import build_train_dataset
-    from preresq.rewards import build_reward_funcs
-
-    cuda = torch.cuda.is_available() and not args.tiny
-    device = "cuda" if cuda else "cpu"
-    dtype = torch.bfloat16 if cuda else torch.float32
-    model, processor = build_policy(args.tiny, device, dtype)
-    model = get_peft_model(model, LoraConfig(
-        r=64, lora_alpha=128, task_type="CAUSAL_LM",
-        target_modules=r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"))
-    n_params = sum(p.numel() for p in model.parameters())
-
-    records, media_root = load_demo_split("train")
-    prompt = {"templates": ["iqa"], "num_scores": 5, "answer_format": "tagged"}
-    dataset = build_train_dataset(records, media_root, prompt, args.pixels, args.pixels)
-    reward_funcs, weights = build_reward_funcs(
-        {"preset": "preresq", "params": {}, "format_weight": 1.0}, 5, "tagged")
-
-    # Generation throughput alone: one batch of images x responses, 256 new tokens each.
-    rows = [dataset[i] for i in range(args.images)]
-    texts = [processor.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=False)
-             for r in rows]
-    inputs = processor(text=texts, images=[im for r in rows for im in r["images"]], padding=True,
-                       padding_side="left", return_tensors="pt").to(device)
-    if cuda:
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        out = model.generate(**inputs, max_new_tokens=args.tokens, min_new_tokens=args.tokens,
-                             do_sample=True, num_return_sequences=args.responses)
-    if cuda:
-        torch.cuda.synchronize()
-    gen_s = time.perf_counter() - t0
-    new_tokens = (out.shape[1] - inputs["input_ids"].shape[1]) * out.shape[0]
-
-    step_times: list[float] = []
-
-    class StepTimer(TrainerCallback):
-        def on_step_begin(self, a, state, control, **kw):
-            self.t = time.perf_counter()
-
-        def on_step_end(self, a, state, control, **kw):
-            if cuda:
-                torch.cuda.synchronize()
-            step_times.append(time.perf_counter() - self.t)
-
-    config = GRPOConfig(
-        output_dir=str(args.work), num_generations=args.responses,
-        per_device_train_batch_size=args.images * args.responses, max_completion_length=args.tokens,
-        max_steps=args.steps, learning_rate=1e-5, beta=0.04, temperature=1.0, bf16=cuda,
-        use_cpu=not cuda, gradient_checkpointing=cuda, report_to=[], logging_steps=1,
-        save_strategy="no", reward_weights=weights, dataloader_num_workers=0,
-        remove_unused_columns=False,
-    )
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    trainer = GRPOTrainer(model=model, processing_class=processor, reward_funcs=reward_funcs,
-                          args=config, train_dataset=dataset, callbacks=[StepTimer()])
-    trainer.train()
-    logs = [h for h in trainer.state.log_history if "loss" in h]
-    result = {
-        "device": torch.cuda.get_device_name() if cuda else "cpu",
-        "parameters": n_params,
-        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "batch": f"{args.images} images x {args.responses} responses, {args.tokens} tokens",
-        "generate_s": round(gen_s, 2),
-        "generate_tokens_per_s": round(new_tokens / gen_s, 1),
-        "step_s": [round(t, 2) for t in step_times],
-        "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
-        "last_log": logs[-1] if logs else None,
-    }
-    text = json.dumps(result, indent=2, default=str)
+    # DeepSpeed wants a process group even for one process: a one-process one, unless torchrun made it.
+    for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29511", "RANK": "0",
+                       "LOCAL_RANK": "0", "WORLD_SIZE": "1"}.items():
+        if not args.tiny:
+            os.environ.setdefault(key, value)
+    wandb_dir = args.work / "wandb"
+    wandb_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ["WANDB_DIR"] = str(wandb_dir)
+    policy = save_policy(args.work / "policy_3b", args.tiny)
+    lora = compose("train", ["+experiment=iqa_6k_lora"]).model.lora
+    results = {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
+    for name in ("full", "lora"):
+        cfg = compose("train", overrides(policy, args.work / name, args.tiny,
+                                         8 if args.tiny else args.tokens, args.steps))
+        if name == "lora":
+            cfg.model.lora = lora
+            cfg.model.freeze_vision = True
+        results[name] = run_variant(name, cfg, wandb_dir)
+        print(json.dumps(results[name]), flush=True)
+    text = json.dumps(results, indent=2)
     print(text)
     if args.out:
         args.out.write_text(text)

@@ -63,8 +63,9 @@ def test_train_dataset_rows_are_lazy_and_complete(media, tmp_path):
     assert ds[0]["prompt"][0]["content"][1]["text"] != row["prompt"][0]["content"][1]["text"]
     assert ds[2]["prompt"] == ds[0]["prompt"]
     (media / "a.png").unlink()
+    fresh = build_train_dataset(records, media, PROMPT, 3136, 12544)  # ds keeps a.png decoded
     with pytest.raises(MediaError, match="a.png.*manifest line 1"):
-        ds[0]
+        fresh[0]
     with pytest.raises(ValueError, match="repeat an item id"):
         build_train_dataset(records + records[:1], media, PROMPT, 3136, 12544)
     write_manifest(tmp_path / "unused.jsonl", records)  # records stay serialisable

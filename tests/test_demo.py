@@ -21,7 +21,7 @@ def test_short_demo_writes_summary_curves_and_table(tmp_path, capsys):
 
     cfg = compose("train", ["+experiment=demo", f"output_dir={tmp_path / 'demo'}",
                             f"paths.cache_dir={REPO_ROOT / '.cache' / 'preresq'}",
-                            "demo.warmup_steps=20", "trainer.args.max_steps=4",
+                            "demo.warmup_steps=20", "trainer.max_steps=4",
                             "trainer.args.logging_steps=1", "trainer.args.save_steps=2",
                             "validation.every_n_steps=2"])
     summary = run_demo(cfg)

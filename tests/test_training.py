@@ -37,30 +37,36 @@ def test_stage_configs_merge_overrides(tmp_path):
     assert "stages" not in stages[0][1]
 
 
-def test_smoke_trains_checkpoints_and_resumes(tmp_path):
-    """One smoke run, then the two ways of rerunning it (refused, resumed).
+# A random policy's answers are all unparseable, every reward in a group is equal, the
+# advantages are zero and GRPO rightly changes nothing. So the policy first gets the demo's
+# format warm-up (20 supervised steps on random digits) and samples at temperature 0.3, so
+# that most answers are one digit and the rewards of a group differ.
+DIGIT = ["prompt=demo_digit", "reward=q_insight", "trainer.args.max_completion_length=1",
+         "trainer.args.temperature=0.3"]
 
-    A random policy's answers are all unparseable, every reward in a group is equal, the
-    advantages are zero and GRPO rightly changes nothing. So the policy first gets the demo's
-    format warm-up (20 supervised steps on random digits), samples at temperature 0.3 so
-    that most answers are one digit, and is scored by the q_insight preset: some answers in
-    a group are right, some wrong, and the weights must move.
-    """
-    import shutil
 
+@pytest.fixture(scope="module")
+def warm_model(tmp_path_factory):
     from preresq.data.benchmarks import card_from_config, read_benchmark
     from preresq.demo import format_warmup
     from preresq.models import resolve_model_path
+
+    tmp = tmp_path_factory.mktemp("warm")
+    cfg = _cfg(tmp, "smoke", *DIGIT, "+demo.warmup_steps=20", "+demo.warmup_lr=1e-3",
+               "+demo.warmup_batch_size=16")
+    card = card_from_config(cfg.data)
+    return str(format_warmup(cfg, resolve_model_path(cfg.model, cfg.paths.cache_dir),
+                             read_benchmark(card), card, tmp / "warm"))
+
+
+def test_smoke_trains_checkpoints_and_resumes(tmp_path, warm_model):
+    """One smoke run, then the two ways of rerunning it (refused, resumed)."""
+    import shutil
+
+    from preresq.models import resolve_model_path
     from preresq.training import train
 
-    digit = ["prompt=demo_digit", "reward=q_insight", "trainer.args.max_completion_length=1",
-             "trainer.args.temperature=0.3", "+demo.warmup_steps=20", "+demo.warmup_lr=1e-3",
-             "+demo.warmup_batch_size=16"]
-    cfg = _cfg(tmp_path, "smoke", *digit)
-    card = card_from_config(cfg.data)
-    warm = format_warmup(cfg, resolve_model_path(cfg.model, cfg.paths.cache_dir),
-                         read_benchmark(card), card, tmp_path / "warm")
-    digit.append(f"model.name_or_path={warm}")
+    digit = [*DIGIT, f"model.name_or_path={warm_model}"]
     cfg = _cfg(tmp_path, "smoke", *digit)
     init = resolve_model_path(cfg.model, cfg.paths.cache_dir)
     final = train(cfg)
@@ -98,24 +104,101 @@ def test_smoke_trains_checkpoints_and_resumes(tmp_path):
     assert (final / "model.safetensors").is_file()
 
 
-def test_two_stages_run_in_order(tmp_path):
-    from preresq.training import train
 
-    final = train(_cfg(tmp_path, "smoke_two_stage"))
+def _state(model) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _loaded(path) -> dict:
+    from transformers import AutoModelForImageTextToText
+
+    return _state(AutoModelForImageTextToText.from_pretrained(str(path)))
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_two_stages_continue_one_run(tmp_path, warm_model, monkeypatch):
+    """Stage 2 uses its own K, starts from stage 1's final weights, keeps the initial KL
+    reference, switches the reward preset, and the stage-1 trainer is freed first."""
+    import gc
+    import importlib
+    import weakref
+
+    # the module (the package's `train` attribute is the function of the same name)
+    training = importlib.import_module("preresq.training.train")
+    from preresq.training.recording import read_records
+
+    real_build = training.build_trainer
+    built = []
+
+    def build_and_look(cfg, init_path, output_dir, stage, plan=None, initial_path=None):
+        gc.collect()
+        assert all(b["model"]() is None for b in built), "the previous stage's model is still alive"
+        trainer = real_build(cfg, init_path, output_dir, stage, plan, initial_path)
+        built.append({"stage": stage, "k": trainer.num_generations, "start": _state(trainer.model),
+                      "ref": _state(trainer.ref_model), "model": weakref.ref(trainer.model)})
+        return trainer
+
+    monkeypatch.setattr(training, "build_trainer", build_and_look)
+    stages = ["stages.exploration.trainer.max_steps=2", "record_rewards=true"]
+    for stage, reward in (("exploration", "q_insight"), ("stability", "visualquality_r1")):
+        stages += [f"stages.{stage}.prompt.image.templates=[demo_digit]",
+                   f"~stages.{stage}.reward", f"+stages.{stage}.reward={reward}"]
+    final = training.train(_cfg(tmp_path, "smoke_two_stage", *DIGIT,
+                                f"model.name_or_path={warm_model}", *stages))
     run = tmp_path / "run"
-    for stage in ("exploration", "stability"):  # the PRPO reward's components were logged
-        logged = (run / stage / "metrics.jsonl").read_text()
-        assert "rewards/preresq/invalid_rate" in logged
     assert final == run / "stability" / "final"
+    one, two = built
+    initial, after_one = _loaded(warm_model), _loaded(run / "exploration" / "final")
+    assert not _same(initial, after_one), "stage 1 changed nothing: the checks below would be void"
+    assert _same(one["start"], initial) and _same(one["ref"], initial)
+    assert _same(two["start"], after_one)            # continues from stage 1's weights
+    assert _same(two["ref"], initial)                # the KL stays anchored to the initial model
+    assert (one["k"], two["k"]) == (4, 2)
     info = json.loads((run / "stability" / "run_info.json").read_text())
-    assert info["init"] == str(run / "exploration" / "final")
+    assert info["init"] == str(run / "exploration" / "final") and info["reference"] == warm_model
+    for stage, reward, k in (("exploration", "q_insight", 4), ("stability", "visualquality_r1", 2)):
+        calls = [r for r in read_records(run / stage, 0) if r["reward"] == reward]
+        assert calls and all(len(c["item_id"]) == 2 * k for c in calls)  # 2 items x K
+        assert all(c["item_id"].count(i) == k for c in calls for i in c["item_id"])
+        assert f"rewards/{reward}/invalid_rate" in (run / stage / "metrics.jsonl").read_text()
 
 
-def test_torchrun_two_processes(tmp_path):
+def test_two_nodes_share_one_global_batch(tmp_path, warm_model):
+    """The smoke as two "nodes" (torchrun --nnodes=2, one process each, gloo over localhost)."""
+    from preresq.rewards import build_reward_funcs
+    from preresq.training.recording import read_records
+
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-           str(REPO_ROOT / "scripts" / "train.py"), "+experiment=smoke", f"output_dir={tmp_path / 'run'}",
-           "trainer.args.max_steps=1"]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert (tmp_path / "run" / "main" / "final" / "model.safetensors").is_file()
+    overrides = ["+experiment=smoke", f"output_dir={tmp_path / 'run'}", *DIGIT, "reward=visualquality_r1",
+                 f"model.name_or_path={warm_model}", "trainer.items_per_step=4", "trainer.max_steps=1",
+                 "record_rewards=true", "trainer.args.save_steps=100"]
+    nodes = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={rank}",
+         "--nproc_per_node=1", "--master_addr=127.0.0.1", "--master_port=29533",
+         str(REPO_ROOT / "scripts" / "train.py"), *overrides],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
+    logs = [node.communicate(timeout=900)[0] for node in nodes]
+    for node, log in zip(nodes, logs, strict=True):
+        assert node.returncode == 0, log[-3000:]
+
+    run = tmp_path / "run"
+    plan = json.loads((run / "run_info.json").read_text())["plan"]
+    assert plan["world_size"] == 2 and plan["stages"][0]["items_per_device"] == 2
+    name = "visualquality_r1"
+    calls = [[r for r in read_records(run / "main", rank) if r["reward"] == name] for rank in (0, 1)]
+    assert len(calls[0]) == len(calls[1]) == 1
+    r0, r1 = calls[0][0], calls[1][0]
+    assert r0["global_item_id"] == r1["global_item_id"] == r0["item_id"] + r1["item_id"]
+    assert len(set(r0["global_item_id"])) == 4 and len(r0["global_item_id"]) == 16  # 4 items x K=4
+    # The rewards both ranks returned are the reward of the whole global batch, computed once.
+    cfg = _cfg(tmp_path, "smoke", *DIGIT, "reward=visualquality_r1")
+    reward = build_reward_funcs(cfg.reward, 1, "bare")[0][0]
+    expected = reward(completions=r0["completions"] + r1["completions"],
+                      item_id=r0["item_id"] + r1["item_id"], mos=r0["mos"] + r1["mos"])
+    assert r0["rewards"] + r1["rewards"] == pytest.approx(expected, abs=1e-9)
+    assert len(set(r0["rewards"] + r1["rewards"])) > 1, "no reward spread: the weights cannot move"
+    before, after = _params(warm_model), _params(run / "main" / "final")
+    assert any(not torch.equal(before[k], after[k]) for k in before), "weights unchanged"

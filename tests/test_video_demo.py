@@ -159,7 +159,7 @@ def test_smoke_video_trains_on_clip_views(tmp_path):
 
     cfg = compose("train", ["+experiment=smoke_video", f"output_dir={tmp_path / 'run'}",
                             f"paths.cache_dir={REPO_ROOT / '.cache' / 'preresq'}",
-                            "trainer.args.max_steps=2", "trainer.args.logging_steps=1"])
+                            "trainer.max_steps=2", "trainer.args.logging_steps=1"])
     final = train(cfg)
     assert (final / "model.safetensors").is_file()
     logged = [json.loads(x) for x in (final.parent / "metrics.jsonl").read_text().splitlines()]

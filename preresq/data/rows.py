@@ -16,7 +16,9 @@ evaluation see the same pixels.
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 from PIL import Image
@@ -26,6 +28,7 @@ from preresq.data.records import Record
 from preresq.prompts import build_messages, pick_template
 
 IMAGE_FACTOR = 28  # Qwen2.5-VL: 14-px patches merged 2x2
+DECODE_CACHE_ITEMS = 16  # items whose decoded images a row loader keeps (DecodeCache)
 
 
 class MediaError(OSError):
@@ -96,7 +99,7 @@ def _templates(prompt_cfg: Mapping) -> list[str] | str:
 
 def build_train_dataset(records: Sequence[Record], media_root: str | os.PathLike,
                         prompt_cfg: Mapping, min_pixels: int, max_pixels: int,
-                        video_cfg: Mapping | None = None):
+                        video_cfg: Mapping | None = None, cache_items: int = DECODE_CACHE_ITEMS):
     """A ``datasets.Dataset`` of TRL rows whose images are loaded when a row is read.
 
     Row ``i`` uses template ``pick_template(prompt_cfg["templates"], i)`` (round-robin when
@@ -110,6 +113,9 @@ def build_train_dataset(records: Sequence[Record], media_root: str | os.PathLike
         prompt_cfg: ``cfg.prompt[modality]`` (``templates``, ``num_scores``, ``answer_format``).
         min_pixels, max_pixels: the model config's pixel bounds.
         video_cfg: ``load_views`` keyword arguments, for video records.
+        cache_items: how many items' decoded images each loader keeps (0: none). TRL's
+            sampler reads an item ``num_generations`` times in a row; the cache decodes it
+            once (``DecodeCache``).
     """
     from datasets import Dataset
 
@@ -127,18 +133,51 @@ def build_train_dataset(records: Sequence[Record], media_root: str | os.PathLike
         "line": list(range(1, len(records) + 1)),
         "record": [r.to_json() for r in records],
     }
-    loader = _RowLoader(Path(media_root), min_pixels, max_pixels, dict(video_cfg or {}))
+    loader = _RowLoader(Path(media_root), min_pixels, max_pixels, dict(video_cfg or {}), cache_items)
     return Dataset.from_dict(table).with_transform(loader)
+
+
+
+class DecodeCache:
+    """A small LRU of decoded item images, keyed by item id.
+
+    TRL's ``RepeatSampler`` yields each item ``num_generations`` times in a row (and again
+    for ``num_iterations``), and the row loader would decode its image, or a video's views,
+    at every repeat. One cache lives in each copy of the loader: the main process's, and
+    each data-loader worker's own (workers get a pickled copy, without the entries).
+    """
+
+    def __init__(self, max_items: int):
+        self.max_items = int(max_items)
+        self.entries: OrderedDict = OrderedDict()
+
+    def get(self, key, load):
+        """The cached value of ``key``, or ``load()`` stored under it."""
+        if self.max_items <= 0:
+            return load()
+        if key in self.entries:
+            self.entries.move_to_end(key)
+            return self.entries[key]
+        value = load()
+        self.entries[key] = value
+        if len(self.entries) > self.max_items:
+            self.entries.popitem(last=False)
+        return value
+
+    def __getstate__(self):
+        return {"max_items": self.max_items, "entries": OrderedDict()}
 
 
 class _RowLoader:
     """The transform that turns light stored columns into full TRL rows (picklable)."""
 
-    def __init__(self, media_root: Path, min_pixels: int, max_pixels: int, video_cfg: dict):
+    def __init__(self, media_root: Path, min_pixels: int, max_pixels: int, video_cfg: dict,
+                 cache_items: int = DECODE_CACHE_ITEMS):
         self.media_root = media_root
         self.min_pixels = min_pixels
         self.max_pixels = max_pixels
         self.video_cfg = video_cfg
+        self.cache = DecodeCache(cache_items)
 
     def __call__(self, batch: dict) -> dict:
         import json
@@ -146,8 +185,10 @@ class _RowLoader:
         out: dict[str, list] = {"prompt": [], "images": [], "mos": [], "item_id": [], "benchmark": []}
         for i in range(len(batch["item_id"])):
             record = Record(**json.loads(batch["record"][i]))
-            images = item_images(record, self.media_root, self.min_pixels, self.max_pixels,
-                                 self.video_cfg, line=batch["line"][i])
+            line = batch["line"][i]
+            images = list(self.cache.get(record.id, partial(
+                item_images, record, self.media_root, self.min_pixels, self.max_pixels,
+                self.video_cfg, line=line)))
             out["prompt"].append(build_messages(batch["template"][i], num_images=len(images)))
             out["images"].append(images)
             out["mos"].append(batch["mos"][i])

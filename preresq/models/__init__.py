@@ -2,9 +2,12 @@
 
 from preresq.models.qwen_vl import (
     ModelNotFoundError,
+    is_lora_checkpoint,
     load_model,
     load_processor,
+    lora_config,
     resolve_model_path,
 )
 
-__all__ = ["ModelNotFoundError", "load_model", "load_processor", "resolve_model_path"]
+__all__ = ["ModelNotFoundError", "is_lora_checkpoint", "load_model", "load_processor", "lora_config",
+           "resolve_model_path"]

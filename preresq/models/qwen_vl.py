@@ -79,10 +79,14 @@ def load_processor(model_cfg, cache_dir=None, path: str | None = None):
 
 
 def load_model(model_cfg, training: bool = False, cache_dir=None, path: str | None = None):
-    """The policy as ``AutoModelForImageTextToText``, with LoRA / frozen vision applied.
+    """The policy as ``AutoModelForImageTextToText``, with frozen vision applied.
 
-    ``training`` wraps new LoRA adapters (when configured) and keeps loaded ones trainable;
-    without it LoRA checkpoints are loaded and merged for fast inference.
+    New LoRA adapters are not added here: ``lora_config`` gives the ``peft_config`` that
+    GRPOTrainer wraps the model with (seeded by its ``args.seed``, with TRL's ZeRO-3 adapter
+    dtype handling). A folder holding a LoRA checkpoint (``adapter_config.json``) is loaded
+    with its adapters trainable when ``training``, merged for fast inference otherwise.
+    Under DeepSpeed ZeRO-3 the weights are partitioned while loading (``zero.Init``) when the
+    ``GRPOConfig`` exists before this call, as ``preresq.training`` makes sure in every stage.
     """
     from transformers import AutoModelForImageTextToText
 
@@ -101,15 +105,28 @@ def load_model(model_cfg, training: bool = False, cache_dir=None, path: str | No
     if _cfg_get(model_cfg, "freeze_vision", False):
         for p in _vision_tower(model).parameters():
             p.requires_grad_(False)
-    lora = _cfg_get(model_cfg, "lora")
-    if training and lora and not adapter.is_file():
-        from peft import LoraConfig, get_peft_model
-
-        lora = OmegaConf.to_container(lora, resolve=True) if isinstance(lora, DictConfig) else dict(lora)
-        model = get_peft_model(model, LoraConfig(**lora))
     # Gradient checkpointing is switched on by the trainer (GRPOConfig.gradient_checkpointing
     # comes from model.gradient_checkpointing), so that it is set in one place only.
     return model
+
+
+def lora_config(model_cfg):
+    """The ``peft.LoraConfig`` of ``model.lora``, or None when LoRA is off."""
+    lora = _cfg_get(model_cfg, "lora")
+    if not lora:
+        return None
+    from peft import LoraConfig
+
+    lora = OmegaConf.to_container(lora, resolve=True) if isinstance(lora, DictConfig) else dict(lora)
+    try:
+        return LoraConfig(**lora)
+    except TypeError as err:
+        raise ValueError(f"model.lora: {err} (fields of peft.LoraConfig)") from None
+
+
+def is_lora_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder of LoRA adapters (the weights of a LoRA stage)."""
+    return (Path(path) / "adapter_config.json").is_file()
 
 
 def _vision_tower(model):

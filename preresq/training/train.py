@@ -1,15 +1,22 @@
 """``train(cfg)``: build policy, data and rewards, and run TRL's GRPOTrainer per stage.
 
-The trainer is TRL's own (no fork). What this module adds is the wiring: configs to
-``GRPOConfig``, the stage schedule, resume, the run record (config + git commit) and a
-few callbacks (metrics file, validation). Reward components and the invalid-answer rate
-are logged by the reward adapter, which also adds each item's MOS and parsed score to
-TRL's completions table (``log_completions``).
+The trainer is TRL's own (no fork; ``trainer.PreresqGRPOTrainer`` only hands its completions
+table prompts as text, which wandb can log). What this module adds is the wiring: the schedule
+(``preresq.training.schedule``: a global batch in items, the same steps on any number of
+processes), configs to ``GRPOConfig``, the stage schedule, resume, the run record (config
++ git commit) and a few callbacks (metrics file, validation). Reward components and the
+invalid-answer rate are logged by the reward adapter, which also adds each item's MOS and
+parsed score to TRL's completions table (``log_completions``).
+
+Every stage is built in the same order: rewards, processor, ``GRPOConfig`` (which installs
+the DeepSpeed config), then the model, so ZeRO-3 partitions the weights while loading in
+every stage. The KL reference of every stage is the run's initial model unless
+``reference: previous`` (then it is the stage's starting weights, TRL's default).
 """
 
 from __future__ import annotations
 
-import importlib.util
+import json
 import logging
 import os
 from pathlib import Path
@@ -17,6 +24,14 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from preresq.paths import CONFIG_DIR
+from preresq.training import vllm
+from preresq.training.schedule import (
+    ScheduleError,
+    StagePlan,
+    plan_from_config,
+    plan_lines,
+    plan_summary,
+)
 from preresq.training.stages import (
     DONE_MARKER,
     FINAL,
@@ -28,6 +43,8 @@ from preresq.training.stages import (
 
 log = logging.getLogger("preresq.train")
 
+REFERENCES = ("initial", "previous")
+
 
 def _container(node) -> dict:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node or {})
@@ -35,24 +52,53 @@ def _container(node) -> dict:
 
 def check_vllm(cfg: DictConfig) -> None:
     """Fail at start, not at the first rollout, when vLLM is asked for but absent."""
-    if cfg.trainer.args.get("use_vllm") and importlib.util.find_spec("vllm") is None:
-        raise RuntimeError(
-            "trainer.args.use_vllm=true but vllm is not installed. Install it on a GPU machine "
-            "with `pip install -e '.[vllm]'`, or set trainer.args.use_vllm=false."
-        )
+    vllm.check_vllm(bool(cfg.trainer.args.get("use_vllm")))
 
 
-def grpo_args(cfg: DictConfig, output_dir: Path, reward_weights: list[float], stage: str):
-    """A ``trl.GRPOConfig`` from ``cfg.trainer`` and the model's training switches."""
+def _deepspeed_path(cfg: DictConfig) -> str | None:
+    ds = cfg.trainer.get("deepspeed")
+    if not ds:
+        return None
+    path = Path(ds) if str(ds).endswith(".json") else CONFIG_DIR / "deepspeed" / f"{ds}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"trainer.deepspeed={ds!r}: no such DeepSpeed config {path}")
+    return str(path)
+
+
+def vllm_model_length(cfg: DictConfig, processor, modality: str, images: int = 1) -> int:
+    """The longest rollout sequence: visual tokens of the pixel budget + prompt + completion.
+
+    ``images`` is the most image files an item has (a video's views are counted from
+    ``cfg.video``).
+    """
+    from preresq.prompts import build_messages
+
+    video_cfg = _container(cfg.get("video")) if modality == "video" else None
+    visual = vllm.visual_tokens(modality, int(cfg.model.max_pixels), images, video_cfg)
+    templates = list(cfg.prompt[modality].templates)
+    prompt_tokens = max(
+        len(processor.tokenizer(processor.apply_chat_template(
+            build_messages(t, images), add_generation_prompt=True, tokenize=False))["input_ids"])
+        for t in templates)
+    return vllm.max_model_length(visual, prompt_tokens, int(cfg.trainer.args.max_completion_length))
+
+
+def grpo_args(cfg: DictConfig, output_dir: Path, reward_weights: list[float], stage: str,
+              plan: StagePlan | None = None, vllm_length: int | None = None):
+    """A ``trl.GRPOConfig`` from ``cfg.trainer``, the stage's plan and the model's switches.
+
+    Creating it with ``deepspeed`` set installs transformers' DeepSpeed config, which is
+    what makes ``from_pretrained`` partition ZeRO-3 weights while loading: build it before
+    the model and keep it alive while the model loads.
+    """
     from trl import GRPOConfig
 
     args = _container(cfg.trainer.args)
-    ds = cfg.trainer.get("deepspeed")
+    ds = _deepspeed_path(cfg)
     if ds:
-        ds_path = Path(ds) if str(ds).endswith(".json") else CONFIG_DIR / "deepspeed" / f"{ds}.json"
-        if not ds_path.is_file():
-            raise FileNotFoundError(f"trainer.deepspeed={ds!r}: no such DeepSpeed config {ds_path}")
-        args["deepspeed"] = str(ds_path)
+        args["deepspeed"] = ds
+    if plan is not None:
+        args.update(plan.grpo_args())
     args.update(output_dir=str(output_dir), run_name=f"{cfg.run_name}/{stage}",
                 reward_weights=reward_weights)
     # transformers 5.2x renamed gradient_checkpointing to activation_checkpointing (the old
@@ -63,50 +109,131 @@ def grpo_args(cfg: DictConfig, output_dir: Path, reward_weights: list[float], st
     args[name] = bool(cfg.model.get("gradient_checkpointing", False))
     if args[name]:
         args.setdefault(f"{name}_kwargs", {"use_reentrant": False})
+    # Only colocated vLLM shares the GPU; only TRL versions with the field can take it.
+    # TRL collects every completion's images for its table when log_multimodal is on (its
+    # default): only when images are asked for (trainer.log_images, see trainer.py).
+    if "log_multimodal" in args:
+        raise ValueError("trainer.args.log_multimodal is set by trainer.log_images (images per "
+                         "log, 0: none); set that instead")
+    args["log_multimodal"] = int(cfg.trainer.get("log_images") or 0) > 0
+    if (vllm_length and args.get("use_vllm") and args.get("vllm_mode") == "colocate"
+            and "vllm_max_model_length" in fields and args.get("vllm_max_model_length") is None):
+        args["vllm_max_model_length"] = int(vllm_length)
     return GRPOConfig(**args)
 
 
-def build_dataset(cfg: DictConfig, split: str | None = None):
-    """Training rows (and their records) for ``cfg.data``, one split of it."""
-    from preresq.data.benchmarks import card_from_config, read_benchmark
-    from preresq.data.rows import build_train_dataset
+def build_dataset(cfg: DictConfig, split: str | None = None, plan: StagePlan | None = None):
+    """Training rows (and their records) for ``cfg.data``, one split of it.
 
-    overrides = {"split": split} if split else None
-    card = card_from_config(cfg.data, overrides=overrides)
-    records = read_benchmark(card)
-    if not records:
-        raise ValueError(f"data {card.name!r} (split {card.split!r}) has no items: {card.labels}")
+    The row loader's decode cache holds ``trainer.decode_cache_items`` items; by default
+    (null) the items one process reads per optimizer step: TRL's sampler repeats each of
+    them K times, and again for every accumulation step of the generation batch.
+    """
+    from preresq.data.rows import DECODE_CACHE_ITEMS, build_train_dataset
+
+    records, card = training_records(cfg, split)
     prompt_cfg = _container(cfg.prompt[card.modality])
+    cache = cfg.trainer.get("decode_cache_items")
+    if cache is None:
+        cache = plan.items_per_device if plan is not None else DECODE_CACHE_ITEMS
     dataset = build_train_dataset(records, card.media_root, prompt_cfg, int(cfg.model.min_pixels),
-                                  int(cfg.model.max_pixels), _container(cfg.get("video")))
+                                  int(cfg.model.max_pixels), _container(cfg.get("video")),
+                                  cache_items=int(cache))
     return dataset, records, card
 
 
-def build_trainer(cfg: DictConfig, init_path: str, output_dir: Path, stage: str):
-    """A ready ``GRPOTrainer`` for one stage, starting from the weights at ``init_path``."""
-    from trl import GRPOTrainer
+def training_records(cfg: DictConfig, split: str | None = None):
+    """The records of ``cfg.data`` (labels only: no media is opened)."""
+    from preresq.data.benchmarks import card_from_config, read_benchmark
 
-    from preresq.models import load_model, load_processor
+    card = card_from_config(cfg.data, overrides={"split": split} if split else None)
+    records = read_benchmark(card)
+    if not records:
+        raise ValueError(f"data {card.name!r} (split {card.split!r}) has no items: {card.labels}")
+    return records, card
+
+
+def build_trainer(cfg: DictConfig, init_path: str, output_dir: Path, stage: str,
+                  plan: StagePlan | None = None, initial_path: str | None = None):
+    """A ready ``GRPOTrainer`` for one stage, starting from the weights at ``init_path``.
+
+    ``initial_path`` is the run's first weights: with ``reference: initial`` (the default)
+    the KL reference is built from them, not from ``init_path``.
+    """
+    from preresq.models import is_lora_checkpoint, load_model, load_processor, lora_config
     from preresq.rewards import build_reward_funcs
     from preresq.training.callbacks import MetricsFileCallback, ValidationCallback
+    from preresq.training.trainer import PreresqGRPOTrainer
 
-    dataset, _, card = build_dataset(cfg)
+    if plan is None:
+        plan = plan_from_config(stage, cfg, len(training_records(cfg)[0]), _world_size(cfg))
+    dataset, records, card = build_dataset(cfg, plan=plan)
     prompt_cfg = cfg.prompt[card.modality]
     reward_funcs, weights = build_reward_funcs(cfg.reward, int(prompt_cfg.num_scores),
                                                str(prompt_cfg.answer_format))
+    if cfg.get("record_rewards"):
+        from preresq.training.recording import RecordedReward
+
+        reward_funcs = [RecordedReward(f, output_dir) for f in reward_funcs]
     processor = load_processor(cfg.model, path=init_path)
+    length = None
+    if cfg.trainer.args.get("use_vllm"):
+        length = vllm_model_length(cfg, processor, card.modality, max(len(r.paths) for r in records))
+    args = grpo_args(cfg, output_dir, weights, stage, plan, length)  # before the model: zero.Init
     model = load_model(cfg.model, training=True, path=init_path)
-    args = grpo_args(cfg, output_dir, weights, stage)
+    continued_adapter = is_lora_checkpoint(init_path)
+    peft_config = None if continued_adapter else lora_config(cfg.model)
+    reference = _reference(cfg)
+    initial_path = initial_path or init_path
+    new_reference = reference == "initial" and str(initial_path) != str(init_path)
+    if new_reference and peft_config is not None:
+        raise ValueError(f"stage {stage!r}: new LoRA adapters on {init_path} would make those "
+                         f"weights the KL reference, not the run's initial model {initial_path}; "
+                         f"set reference=previous, or train every stage with LoRA")
+    if new_reference and not continued_adapter:
+        # TRL builds the reference from the policy's config._name_or_path (the folder it was
+        # loaded from): point it at the run's first weights.
+        model.config._name_or_path = str(initial_path)
     callbacks = [MetricsFileCallback(output_dir)]
     validation = None
     if cfg.validation.get("enabled"):
         validation = ValidationCallback(cfg, output_dir)
         callbacks.append(validation)
-    trainer = GRPOTrainer(model=model, processing_class=processor, reward_funcs=reward_funcs,
-                          args=args, train_dataset=dataset, callbacks=callbacks)
+    trainer = PreresqGRPOTrainer(model=model, processing_class=processor, reward_funcs=reward_funcs,
+                                 args=args, train_dataset=dataset, callbacks=callbacks,
+                                 peft_config=peft_config,
+                                 log_images=int(cfg.trainer.get("log_images") or 0))
+    if new_reference and continued_adapter and "ref" in getattr(trainer.model, "peft_config", {}):
+        # A continued adapter gets a frozen "ref" copy of itself from TRL (the previous
+        # stage's policy). Without it TRL's reference is the model with adapters disabled:
+        # the base model the first stage started from.
+        trainer.model.delete_adapter("ref")
     if validation is not None:
         validation.attach(trainer)
     return trainer
+
+
+def _reference(cfg: DictConfig) -> str:
+    reference = str(cfg.get("reference") or "initial")
+    if reference not in REFERENCES:
+        raise ValueError(f"reference={reference!r}: choose one of {list(REFERENCES)}")
+    return reference
+
+
+def _process_state(cfg: DictConfig):
+    """accelerate's process state; joins the process group under torchrun / accelerate launch.
+
+    ``cpu`` must be passed on a CPU run: without it accelerate treats a torchrun launch on a
+    machine without CUDA as N separate single-process runs (and the state is a singleton,
+    so the trainer cannot correct it later).
+    """
+    from accelerate import PartialState
+
+    return PartialState(cpu=bool(cfg.trainer.args.get("use_cpu")))
+
+
+def _world_size(cfg: DictConfig) -> int:
+    return _process_state(cfg).num_processes
 
 
 def _configure_logging_env(cfg: DictConfig) -> None:
@@ -115,32 +242,61 @@ def _configure_logging_env(cfg: DictConfig) -> None:
     os.environ.setdefault("WANDB_PROJECT", str(cfg.wandb.get("project", "preresq")))
 
 
-def train(cfg: DictConfig) -> Path:
+def plan_run(cfg: DictConfig, world_size: int) -> list[StagePlan]:
+    """Every stage's schedule, from the label lists alone (no weights, no media)."""
+    counts: dict[str, int] = {}
+    plans = []
+    for name, scfg in stage_configs(cfg):
+        key = json.dumps(_container(scfg.data), sort_keys=True, default=str)
+        if key not in counts:
+            counts[key] = len(training_records(scfg)[0])
+        plans.append(plan_from_config(name, scfg, counts[key], world_size))
+    return plans
+
+
+def train(cfg: DictConfig) -> Path | None:
     """Run every stage of ``cfg`` in order; return the folder of the final weights.
 
     Each stage trains in ``output_dir/<stage>`` from the previous stage's ``final``
     weights (the first from ``cfg.model``). With ``resume=true`` a finished stage is
-    skipped and an unfinished one continues from its last ``checkpoint-*``.
+    skipped and an unfinished one continues from its last ``checkpoint-*``. With
+    ``plan_only=true`` the schedule is printed (last line: one JSON object) for
+    ``world_size`` processes, nothing is loaded, and None is returned.
     """
-    from accelerate import PartialState
-
     from preresq.models import resolve_model_path
+    from preresq.training.memory import release_trainer
     from preresq.training.run_info import write_run_info
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if cfg.get("plan_only"):
+        plans = plan_run(cfg, int(cfg.get("world_size") or _world_size(cfg)))
+        print("\n".join(plan_lines(plans)))
+        print(json.dumps(plan_summary(plans)), flush=True)
+        return None
+
     check_vllm(cfg)
+    _reference(cfg)
     _configure_logging_env(cfg)
-    state = PartialState()  # joins the process group under torchrun / accelerate launch
+    state = _process_state(cfg)
+    if cfg.get("world_size") and int(cfg.world_size) != state.num_processes:
+        raise ScheduleError(f"world_size={cfg.world_size} but this run has {state.num_processes} "
+                            f"processes; world_size is for plan_only=true")
     out = Path(cfg.output_dir)
     stages = stage_configs(cfg)
+    plans = plan_run(cfg, state.num_processes)
+    if state.is_main_process:
+        for line in plan_lines(plans):
+            log.info(line)
 
     with state.main_process_first():  # the tiny model is built once, by rank 0
         init_path = resolve_model_path(cfg.model, cfg.paths.cache_dir)
+    initial_path = init_path
     if state.is_main_process:
         write_run_info(out, cfg, {"stages": [name for name, _ in stages],
-                                  "world_size": state.num_processes})
+                                  "world_size": state.num_processes, "initial": initial_path,
+                                  "plan": plan_summary(plans)})
 
-    for index, (name, scfg) in enumerate(stages, start=1):
+    for index, ((name, scfg), plan) in enumerate(zip(stages, plans, strict=True), start=1):
         sdir = stage_dir(cfg, name)
         if stage_done(sdir):
             if not cfg.resume:
@@ -155,20 +311,29 @@ def train(cfg: DictConfig) -> Path:
             raise FileExistsError(f"{sdir} already holds {checkpoint.name}; pass resume=true to "
                                   f"continue from it, or choose another run_name/output_dir")
         log.info("stage %d/%d %r starts from %s (output %s)", index, len(stages), name, init_path, sdir)
-        trainer = build_trainer(scfg, init_path, sdir, name)
+        trainer = build_trainer(scfg, init_path, sdir, name, plan, initial_path)
         if state.is_main_process:
-            write_run_info(sdir, scfg, {"stage": name, "init": init_path})
+            write_run_info(sdir, scfg, {"stage": name, "init": init_path, "plan": plan.to_json(),
+                                        "reference": _reference_path(scfg, init_path, initial_path)})
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
         final = sdir / FINAL
         trainer.save_model(str(final))
+        step = trainer.state.global_step
         if state.is_main_process:
             trainer.processing_class.save_pretrained(str(final))
-            write_run_info(final, scfg, {"stage": name, "init": init_path,
-                                         "global_step": trainer.state.global_step})
-            (sdir / DONE_MARKER).write_text(f"{trainer.state.global_step}\n")
+            write_run_info(final, scfg, {"stage": name, "init": init_path, "global_step": step})
+            (sdir / DONE_MARKER).write_text(f"{step}\n")
         state.wait_for_everyone()
         init_path = str(final)
+        release_trainer(trainer)
         del trainer
     log.info("training finished: %s", init_path)
     return Path(init_path)
+
+
+def _reference_path(cfg: DictConfig, init_path: str, initial_path: str) -> str | None:
+    """The weights the stage's KL term is anchored to (None when beta is 0)."""
+    if float(cfg.trainer.args.get("beta", 0.0)) == 0.0:
+        return None
+    return str(initial_path if _reference(cfg) == "initial" else init_path)

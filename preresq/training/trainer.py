@@ -1,0 +1,72 @@
+"""TRL's GRPOTrainer with its completions log made fit for wandb and for real runs.
+
+Two things of TRL 1.16's completions table (``log_completions``), handled in ``log``:
+
+- each prompt is logged as its chat messages, whose content mixes ``{"type": "image"}``
+  and ``{"type": "text", ...}`` blocks; ``wandb.Table`` refuses such a column ("{'type':
+  String} not assignable to ..."), so a run with ``report_to: [wandb]`` stopped at its
+  first log. The prompts are handed to TRL as text (``<image>`` per image).
+- with ``log_multimodal`` every row carries its images: one per completion, hundreds per
+  log at the paper's batch (and wandb 0.31 stores a list of images in a cell as the string
+  "Image" anyway). Images are off unless ``trainer.log_images`` > 0; then the first that
+  many distinct images of the logged batch go to wandb as ``completions/images``, and the
+  table keeps text only.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from trl import GRPOTrainer
+
+
+def prompt_text(prompt) -> str:
+    """A chat prompt as one string: its text blocks, ``<image>`` for each image block."""
+    if isinstance(prompt, str):
+        return prompt
+    parts = []
+    for message in prompt:
+        content = message.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+            continue
+        for block in content or []:
+            parts.append(block.get("text", "") if block.get("type") == "text" else f"<{block.get('type')}>")
+    return "\n".join(parts)
+
+
+def first_images(rows, limit: int) -> list:
+    """Up to ``limit`` distinct images of the logged rows (an item's K rows share theirs)."""
+    seen, out = set(), []
+    for images in rows:
+        for image in images or []:
+            if id(image) not in seen and len(out) < limit:
+                seen.add(id(image))
+                out.append(image)
+    return out
+
+
+class PreresqGRPOTrainer(GRPOTrainer):
+    """``trl.GRPOTrainer`` whose completions table carries text, and at most ``log_images`` images."""
+
+    def __init__(self, *args, log_images: int = 0, **kwargs):
+        self.log_images = int(log_images)
+        super().__init__(*args, **kwargs)
+
+    def log(self, logs, start_time=None):
+        store = getattr(self, "_logs", None)
+        if store is not None:
+            prompts = store["prompt"]
+            store["prompt"] = deque((prompt_text(p) for p in prompts), maxlen=prompts.maxlen)
+            images = first_images(store["images"], self.log_images)
+            store["images"].clear()
+            if images and self.log_completions and self.accelerator.is_main_process:
+                self._log_images(images)
+        return super().log(logs, start_time)
+
+    def _log_images(self, images) -> None:
+        import wandb
+
+        if self.args.report_to and "wandb" in self.args.report_to and wandb.run is not None:
+            wandb.log({"completions/images": [wandb.Image(im) for im in images],
+                       "train/global_step": self.state.global_step})
