@@ -202,8 +202,14 @@ def _resampled_ranks(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return np.take_along_axis(avg_rank, inv[idx], axis=1)
 
 
-def _rowwise_spearman(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> np.ndarray:
+def resampled_spearman(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """SRCC of ``x[i], y[i]`` for each row ``i`` of the resample indices ``idx`` (vectorised)."""
     return _rowwise_pearson(_resampled_ranks(x, idx), _resampled_ranks(y, idx))
+
+
+def resampled_pearson(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """PLCC of ``x[i], y[i]`` for each row ``i`` of ``idx`` (NaN where undefined)."""
+    return _rowwise_pearson(x[idx], y[idx])
 
 
 _VECTORISED: dict[Callable, Callable] = {}
@@ -248,8 +254,7 @@ def bootstrap_ci(metric: Callable[[Sequence[float], Sequence[float]], float],
     return (float(low), float(high))
 
 
-_VECTORISED.update({srcc: _rowwise_spearman,
-                    plcc: lambda x, y, idx: _rowwise_pearson(x[idx], y[idx])})
+_VECTORISED.update({srcc: resampled_spearman, plcc: resampled_pearson})
 
 
 def summarize(pred: Sequence[float], gt: Sequence[float], bootstrap_samples: int = 1000,
