@@ -3,6 +3,7 @@ is deleted by ``limit`` or reruns; two models never share a folder."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import warnings
@@ -10,7 +11,6 @@ import warnings
 import pytest
 from eval_fakes import FakePredictor, eval_cfg
 
-import importlib
 from preresq.evaluation import evaluate
 from preresq.evaluation.identity import IdentityMismatchError, weights_fingerprint
 from preresq.evaluation.metrics import DegenerateInputWarning

@@ -38,7 +38,13 @@ from preresq.evaluation.identity import (
     short_fingerprint,
     weights_fingerprint,
 )
-from preresq.evaluation.predict import ItemPrompt, Predictor, pending_records, predict_records, shard
+from preresq.evaluation.predict import (
+    ItemPrompt,
+    Predictor,
+    pending_records,
+    predict_records,
+    shard,
+)
 from preresq.evaluation.processes import Processes
 from preresq.evaluation.report import benchmark_result, scatter_plot, write_report
 
