@@ -81,8 +81,8 @@ def test_evaluate_with_a_peer_preset(tmp_path, preset, wrap):
                            predictor=fake)
     rows = [json.loads(x) for x in (tmp_path / "predictions" / "iqa_demo.jsonl").read_text().splitlines()]
     for row in rows:
-        digit = row["completion"].split("<answer>")[1]
-        expected = digit.strip('{}"rating: </answer>')
+        answer = row["completion"].split("<answer>")[1].split("</answer>")[0]
+        expected = answer.replace('{"rating": ', "").replace("}", "")
         assert (row["pred"] is None) == (not expected.isdigit())
         if row["pred"] is not None:
             assert row["pred"] == float(expected)
