@@ -186,21 +186,25 @@ def check_backend(cfg: DictConfig) -> None:
         import_vllm()
 
 
-def locate_model(cfg: DictConfig) -> tuple[str, dict | None]:
-    """(the local folder to load, its weights fingerprint); builds the tiny model if asked."""
-    from preresq.models import resolve_model_path
+def model_folder(cfg: DictConfig) -> str:
+    """The local folder the weights are read from (a hub id is fetched into the hub cache;
+    the tiny model is built if asked); a missing folder stops here with the remedies."""
+    from preresq.models import ModelNotFoundError, resolve_model_path
 
     path = local_model_dir(resolve_model_path(cfg.model, cfg.paths.cache_dir),
                            cfg.model.get("subfolder"))
     if not Path(path).is_dir():
-        from preresq.models import ModelNotFoundError
-
         raise ModelNotFoundError(
             f"Model not available: the local folder {path!r} is missing.\nSet "
             f"model.name_or_path=<folder> to a folder holding config.json, the weights and the "
             f"processor files (a hub download or a training run's checkpoint).")
-    cache = Path(cfg.paths.cache_dir) / "fingerprints.json"
-    return path, weights_fingerprint(path, cache)
+    return path
+
+
+def locate_model(cfg: DictConfig) -> tuple[str, dict]:
+    """(the local folder to load, its weights fingerprint)."""
+    path = model_folder(cfg)
+    return path, weights_fingerprint(path, Path(cfg.paths.cache_dir) / "fingerprints.json")
 
 
 def identity_of(cfg: DictConfig, cards: Sequence[Card], decoding: Decoding,
