@@ -134,3 +134,13 @@ def test_retrained_weights_in_the_same_folder_are_not_reused(tiny_model_dir, tmp
     old = next((tmp_path / "out" / "eval").iterdir()) / "iqa_demo"
     with pytest.raises(IdentityMismatchError, match="model.weights"):
         evaluate(cfg(finals[0], f"output_dir={old}"))
+
+
+def test_a_hub_id_not_available_offline_names_the_id(monkeypatch):
+    from preresq.evaluation.identity import local_model_dir
+    from preresq.models import ModelNotFoundError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotFoundError, match="nobody-here/no-such-model.*model.name_or_path="):
+        local_model_dir("nobody-here/no-such-model")
+    assert local_model_dir("/no/such/folder") == "/no/such/folder"  # loading reports it
