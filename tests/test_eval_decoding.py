@@ -62,7 +62,20 @@ def test_eval_predictions_do_not_depend_on_the_checkpoint_settings(instruct_dir,
     predictor = HFPredictor(model, processor, decoding)
     assert predictor.generation_config.repetition_penalty == 1.0
     assert predictor.generation_config.do_sample is False
+    # What generate() really decodes with, after transformers merged the model's config
+    # into ours (it fills every field we leave None from model.generation_config).
+    used = []
+    prepare = model._prepare_generation_config
+
+    def spy(*args, **kwargs):
+        out = prepare(*args, **kwargs)
+        used.append(out[0])
+        return out
+
+    model._prepare_generation_config = spy
     assert predictor.generate(_requests()) == plain
+    assert used and all(not c.do_sample and c.repetition_penalty == 1.0 and c.top_k in (0, None)
+                        and c.temperature in (1.0, None) for c in used)
     assert model.generation_config.top_k == 1  # restored after generate: nothing mutated
 
 
