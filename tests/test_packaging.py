@@ -30,7 +30,10 @@ _SCRIPT = textwrap.dedent("""
     pil = Image.fromarray(np.full((60, 70, 3), 90, dtype=np.uint8))
     first = scorer.score([sys.argv[2], pil])
     again = scorer.score([sys.argv[2], pil])
-    print(json.dumps({"file": preresq.__file__, "configs": str(CONFIG_DIR), "installed": INSTALLED,
+    from preresq.config import compose
+    cfg = compose("eval", ["model=visualquality_r1", "suite=iqa10"])  # groups and peer presets ship
+    print(json.dumps({"output_root": cfg.paths.output_root, "peer": list(cfg.prompt.image.templates),
+                      "file": preresq.__file__, "configs": str(CONFIG_DIR), "installed": INSTALLED,
                       "results": [r.to_dict() for r in first],
                       "same": [r.to_dict() for r in again] == [r.to_dict() for r in first]}))
 """)
@@ -66,6 +69,8 @@ def test_wheel_install_scores_from_outside_the_clone(tmp_path, tiny_model_dir):
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["file"].startswith(str(site)) and got["installed"] is True
     assert got["configs"] == str(shipped)
+    assert got["output_root"] == str(work / "outputs")  # relative defaults: the working directory
+    assert got["peer"] == ["visualquality_r1"]
     assert [r["path"] for r in got["results"]] == [str(image), None]
     assert all({"score", "subscores", "reasoning", "valid", "completion"} <= set(r) for r in got["results"])
     assert got["same"]  # greedy: the same scores every call
