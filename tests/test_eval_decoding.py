@@ -113,3 +113,26 @@ def test_grpo_rollouts_are_sampled_with_the_instruct_settings(tmp_path):
     groups = [seen[i:i + k] for i in range(0, len(seen), k)]
     assert groups and all(len(g) == k for g in groups)
     assert all(len(set(g)) > 1 for g in groups), groups
+
+
+def test_vllm_backend_takes_every_setting_from_our_decoding(tmp_path, monkeypatch):
+    """With a stand-in vllm module: the engine is told to ignore the checkpoint's
+    generation_config.json and the sampling parameters are ours (greedy, penalty 1.0)."""
+    import sys
+    import types
+
+    from omegaconf import OmegaConf
+
+    from preresq.evaluation.vllm_backend import VLLMPredictor
+
+    seen = {}
+    fake = types.ModuleType("vllm")
+    fake.LLM = lambda **kw: seen.setdefault("engine", kw)
+    fake.SamplingParams = lambda **kw: seen.setdefault("sampling", kw)
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    model_cfg = OmegaConf.create({"dtype": "bfloat16", "min_pixels": 3136, "max_pixels": 12845056})
+    VLLMPredictor(str(tmp_path), processor=None, decoding=Decoding(max_new_tokens=7), model_cfg=model_cfg)
+    assert seen["engine"]["generation_config"] == "vllm"
+    s = seen["sampling"]
+    assert (s["temperature"], s["top_p"], s["top_k"], s["repetition_penalty"], s["n"], s["max_tokens"]) == \
+        (0.0, 1.0, -1, 1.0, 1, 7)
