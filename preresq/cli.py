@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from preresq.paths import CONFIG_DIR
 
 
@@ -48,6 +50,37 @@ def score_main() -> None:
     from preresq.evaluation.score import main
 
     raise SystemExit(main())
+
+
+def compare_main(argv=None) -> int:
+    """``preresq-compare RUN_A RUN_B [--json PATH]``: is A better than B (see scripts/compare.py)."""
+    import argparse
+    import json
+
+    from preresq.evaluation.compare import compare_runs, markdown
+    from preresq.evaluation.report import _no_nan
+
+    parser = argparse.ArgumentParser(
+        prog="preresq-compare",
+        description="SRCC/PLCC differences of two evaluation folders (A minus B) with paired "
+                    "bootstrap 95%% intervals and p-values, on the items both scored validly.")
+    parser.add_argument("run_a", help="an evaluation output folder (holds predictions/)")
+    parser.add_argument("run_b", help="the folder to compare it with")
+    parser.add_argument("--json", metavar="PATH", help="also write the comparison as JSON here")
+    parser.add_argument("--bootstrap-samples", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        result = compare_runs(args.run_a, args.run_b, args.bootstrap_samples, args.seed)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(markdown(result), end="")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(_no_nan(result), f, indent=2, allow_nan=False)
+            f.write("\n")
+    return 0
 
 
 def prepare_data_main() -> None:

@@ -8,6 +8,10 @@ Two answer formats exist:
 * ``bare`` (small-model experiments such as the CPU demo): the whole completion is the D
   numbers and nothing else, e.g. ``"4"``.
 
+Peers' formats (``first_number``, ``json_rating``: one score read as VisualQuality-R1,
+Q-Insight and the released PreResQ-R1 inference script read it) live in
+``preresq.peer_parsing``; they are chosen the same way, with ``answer_format``.
+
 A response whose answer does not hold exactly D numbers, each in [1, 5], has *no score*:
 ``ParsedAnswer.subscores is None``. Callers count such answers and treat them by their own
 documented rule; nothing here invents a number.
@@ -18,7 +22,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-ANSWER_FORMATS = ("tagged", "bare")
+from preresq.peer_parsing import PEER_FORMATS, PEER_PARSERS
+
+ANSWER_FORMATS = ("tagged", "bare", *PEER_FORMATS)
 SCORE_MIN, SCORE_MAX = 1.0, 5.0
 
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
@@ -82,6 +88,11 @@ def parse_answer(text: str, num_scores: int, answer_format: str = "tagged") -> P
         >>> parse_answer("<think>5 stars</think>", 2).valid
         False
     """
+    if answer_format in PEER_PARSERS:
+        if num_scores != 1:
+            raise ValueError(f"answer_format={answer_format} reads one score; set num_scores: 1")
+        value = PEER_PARSERS[answer_format](text)
+        return INVALID if value is None else ParsedAnswer((value,))
     body = _answer_body(text, answer_format)
     if body is None:
         return INVALID
@@ -100,11 +111,11 @@ def format_ok(text: str, num_scores: int, answer_format: str = "tagged") -> bool
 
     ``tagged``: a non-empty think block, then an answer block whose body is ``num_scores``
     lines of one number each, every number in [1, 5], and nothing else around them.
-    ``bare``: the completion parses (numbers separated by whitespace, nothing else).
+    ``bare`` and the peers' formats: the completion parses.
     """
     _check_format(answer_format)
-    if answer_format == "bare":
-        return parse_answer(text, num_scores, "bare").valid
+    if answer_format != "tagged":
+        return parse_answer(text, num_scores, answer_format).valid
     match = _TAGGED_LAYOUT.fullmatch(text)
     if match is None:
         return False

@@ -1,11 +1,21 @@
-"""Where the repository's own files live, so nothing depends on the working directory."""
+"""Where the project's own files live, so nothing depends on the working directory.
+
+From a clone (``pip install -e .``), configs are the repository's ``configs/`` and relative
+data/output/cache locations are anchored at the repository. From a plain ``pip install``
+(a wheel), the configs ship inside the package (``preresq/configs``, mapped from the same
+``configs/`` folder at build time, see setup.py) and relative locations are anchored at
+the working directory (or set ``PRERESQ_DATA_ROOT``, ``PRERESQ_OUTPUT_ROOT``,
+``PRERESQ_CACHE_DIR``).
+"""
 
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-REPO_ROOT = PACKAGE_DIR.parent
-CONFIG_DIR = REPO_ROOT / "configs"  # in the clone, next to the package: install with `pip install -e .`
-if not CONFIG_DIR.is_dir():
-    raise ImportError(f"preresq: no configs folder at {CONFIG_DIR}; PreResQ runs from a clone of its "
-                      f"repository, installed with `pip install -e .` (a wheel install has no configs)")
 PROMPT_DIR = PACKAGE_DIR / "prompts"
+_SHIPPED = PACKAGE_DIR / "configs"
+INSTALLED = _SHIPPED.is_dir()  # only a built package has preresq/configs
+REPO_ROOT = Path.cwd() if INSTALLED else PACKAGE_DIR.parent
+CONFIG_DIR = _SHIPPED if INSTALLED else REPO_ROOT / "configs"
+if not CONFIG_DIR.is_dir():
+    raise ImportError(f"preresq: no configs folder at {CONFIG_DIR}: reinstall the package "
+                      f"(`pip install .`), or run from a clone with `pip install -e .`")

@@ -110,7 +110,8 @@ def timed_generate(model, batch: dict, new_tokens: int, pad_id: int, device) -> 
     start = time.perf_counter()
     with torch.inference_mode():
         out = model.generate(**batch, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                             do_sample=False, pad_token_id=pad_id, use_cache=True)
+                             do_sample=False, repetition_penalty=1.0, pad_token_id=pad_id,
+                             use_cache=True)  # greedy, penalty 1.0: the evaluation's decoding
     sync()
     return time.perf_counter() - start, out.shape[1] - batch["input_ids"].shape[1]
 

@@ -50,7 +50,7 @@ def test_output_contract(full_run):
     on_disk = json.loads((out / "results.json").read_text())
     bench = on_disk["benchmarks"]["iqa_demo"]
     for key in ("n", "n_valid", "invalid_rate", "srcc", "plcc", "plcc_logistic", "krcc",
-                "srcc_ci", "plcc_ci"):
+                "rmse", "srcc_ci", "plcc_ci"):
         assert key in bench
     valid = [r for r in rows if r["pred"] is not None]
     assert bench["n"] == 20 and bench["n_valid"] == len(valid) < 20  # the fake skips some
@@ -163,8 +163,9 @@ def test_greedy_with_several_samples_is_refused(tmp_path):
 
 def test_another_setup_in_the_same_folder_is_refused(full_run, tmp_path):
     evaluate(eval_cfg(tmp_path, "limit=4"), predictor=FakePredictor())
-    with pytest.raises(ValueError, match="another setup.*prompt"):
+    with pytest.raises(ValueError, match="(?s)another setup.*prompt.image.template") as err:
         evaluate(eval_cfg(tmp_path, "limit=4", "prompt=default"), predictor=FakePredictor())
+    assert "output_dir=" in str(err.value) and "overwrite=true" in str(err.value)
 
 
 def test_nan_metrics_are_null_in_json(tmp_path):

@@ -63,7 +63,8 @@ def test_greedy_config_sets_no_sampling_fields(tiny):
     model, processor = tiny
     cfg = HFPredictor(model, processor, Decoding(max_new_tokens=5)).generation_config
     assert cfg.do_sample is False and cfg.max_new_tokens == 5
-    assert cfg.temperature is None and cfg.top_p is None and cfg.top_k is None
+    # Neutral values set explicitly: a field left None would be filled from the checkpoint.
+    assert (cfg.temperature, cfg.top_p, cfg.top_k, cfg.repetition_penalty) == (1.0, 1.0, 0, 1.0)
 
 
 def test_expected_score_is_the_mean_of_the_renormalised_digit_probabilities(tiny):

@@ -143,11 +143,30 @@ def test_bootstrap_interval_is_reproducible_and_covers_the_estimate():
 
 def test_summarize_reports_everything_and_tolerates_constants():
     result = summarize(PRED, GT, bootstrap_samples=50)
-    assert set(result) == {"srcc", "plcc", "plcc_logistic", "krcc", "srcc_ci", "plcc_ci",
+    assert set(result) == {"srcc", "plcc", "plcc_logistic", "krcc", "rmse", "srcc_ci", "plcc_ci",
                            "logistic_params"}
     assert result["srcc"] == pytest.approx(REFERENCE["srcc"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DegenerateInputWarning)
         flat = summarize([3.0] * 5, [1, 2, 3, 4, 5], bootstrap_samples=50)
-    assert all(math.isnan(flat[m]) for m in ("srcc", "plcc", "plcc_logistic", "krcc"))
+    assert all(math.isnan(flat[m]) for m in ("srcc", "plcc", "plcc_logistic", "krcc", "rmse"))
     assert flat["logistic_params"] is None
+
+
+def test_rmse_is_after_the_logistic_fit_in_mos_units():
+    from scipy import optimize
+
+    from preresq.evaluation.metrics import logistic_4, rmse_logistic
+
+    x = np.linspace(0, 10, 40)
+    on_curve = logistic_4(x, 4.8, 1.2, 5.0, 1.5)
+    assert rmse_logistic(x, on_curve) == pytest.approx(0.0, abs=1e-6)  # a perfect monotone fit
+    rng = np.random.default_rng(3)
+    y = on_curve + rng.normal(0, 0.3, x.size)
+    got = rmse_logistic(x, y)
+    # Independently: scipy's fit from the same start, then the RMSE by hand.
+    params, _ = optimize.curve_fit(logistic_4, x, y, p0=[y.max(), y.min(), x.mean(), x.std() / 4],
+                                   maxfev=20000)
+    assert got == pytest.approx(np.sqrt(np.mean((logistic_4(x, *params) - y) ** 2)), rel=1e-4)
+    assert 0.2 < got < 0.4  # about the noise level, in MOS units
+    assert rmse_logistic(100 * x + 7, y) == pytest.approx(got, rel=1e-4)  # the prediction scale does not matter

@@ -103,3 +103,25 @@ def test_command_line_model_option_and_missing_model(tmp_path, tiny_model_dir, c
     assert score.main([str(a), "--model", str(missing)]) == 2
     err = capsys.readouterr().err
     assert str(missing) in err and "is missing" in err and "Traceback" not in err
+
+
+def test_scorer_api_scores_paths_and_pil_images(tmp_path):
+    from preresq import ItemScore, Scorer
+    from preresq.evaluation.scorer import overrides_of
+
+    a = _image(tmp_path / "a.png", 0)
+    fake = Recording(answer="<think>crisp</think><answer>4.00\n4.50\n3.50\n4.00\n4.00</answer>")
+    scorer = Scorer.from_pretrained("tiny", predictor=fake, batch_size=3)
+    assert scorer.cfg.model.tiny is not None  # a preset name picks the preset
+    pil = Image.fromarray(np.full((60, 70, 3), 120, dtype=np.uint8))
+    results = scorer.score([a, pil, str(a)])
+    assert [type(r) for r in results] == [ItemScore] * 3
+    assert [r.path for r in results] == [str(a), None, str(a)]
+    assert all(r.valid and r.score == 4.0 and r.subscores == [4.0, 4.5, 3.5, 4.0, 4.0] for r in results)
+    assert results[0].reasoning == "crisp" and fake.calls == 1  # one batch of three
+    single = scorer.score(pil)
+    assert isinstance(single, ItemScore) and single.score == 4.0
+    folder = Scorer.from_pretrained(str(tmp_path), predictor=fake, model="tiny")
+    assert folder.cfg.model.name_or_path == str(tmp_path)
+    assert overrides_of({"decoding": {"do_sample": True, "top_k": None}, "batch_size": 2}) == [
+        "decoding.do_sample=true", "decoding.top_k=null", "batch_size=2"]

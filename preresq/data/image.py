@@ -41,8 +41,11 @@ class ImageDecodeError(ValueError):
     """An image that cannot be shown to the model as it was rated; the message names the file."""
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
+def open_image(path: str | os.PathLike | Image.Image) -> Image.Image:
     """The image at ``path`` as displayed: upright, 8-bit RGB, transparency on white.
+
+    ``path`` may also be an already opened PIL image (the scoring API takes those): it
+    gets the same corrections, so a photo passed in memory is seen as one read from disk.
 
     Raises:
         FileNotFoundError: no such file.
@@ -53,6 +56,10 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         >>> open_image("photo.jpg").mode  # doctest: +SKIP
         'RGB'
     """
+    if isinstance(path, Image.Image):
+        rgb = to_rgb(ImageOps.exif_transpose(path), "<PIL image>")
+        check_shape(rgb.width, rgb.height, "<PIL image>")
+        return rgb
     # A truncated file must fail, never be padded with grey.
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     with Image.open(path) as image:

@@ -5,6 +5,7 @@ after every row, so an interrupted run loses at most the batch in flight. The ne
 reads the merged file and every partial file and skips the ids found there. When all
 processes are done, one of them merges everything into ``predictions/<benchmark>.jsonl``
 in the benchmark's item order (so 1 or N processes, resumed or not, give the same file).
+Rows are never dropped: a run asked for fewer items (``limit``) keeps every row on disk.
 """
 
 from __future__ import annotations
@@ -100,12 +101,14 @@ class PredictionCache:
             self._file = None
 
     def merge(self, order: Sequence[str]) -> list[dict]:
-        """Write the merged file in ``order`` (rows of other ids are dropped), remove the
-        partial files, and return the rows. Call on one process only, after the others
-        have finished appending."""
+        """Write the merged file: the rows of ``order``'s ids in that order, then any other
+        row found on disk (nothing is dropped); remove the partial files; return the rows.
+        Call on one process only, after the others have finished appending."""
         self.close()
         latest = self.rows()
+        known = set(order)
         rows = [latest[i] for i in order if i in latest]
+        rows += [row for i, row in latest.items() if i not in known]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         with tmp.open("w", encoding="utf-8") as f:

@@ -1,112 +1,144 @@
 """``evaluate(cfg)``: a model and a suite of benchmarks in, an output folder out.
 
-The output folder (``cfg.output_dir``, default ``<paths.output_root>/eval/<model>/<suite>``)::
+The output folder (``cfg.output_dir``, default
+``<paths.output_root>/eval/<model>-<8 hex digits of its weights>/<suite>``)::
 
+    identity.json                   what produced the predictions (checked on every run)
     predictions/<benchmark>.jsonl   one line per item: id, gt, pred (float|null), subscores,
                                     completion, and error when the media could not be read
-    results.json                    per-benchmark counts and metrics, the mean, the setup
+    results.json                    per-benchmark counts and metrics, the mean, the identity
     results.md                      the same as a markdown table (also printed)
     plots/<benchmark>.png           prediction vs MOS with the logistic fit
-    setup.json                      what produced the predictions (checked on resume)
 
-Running the same command again skips items already predicted (an interrupted run resumes)
-and recomputes the metrics over all items. Under ``torchrun --nproc_per_node=N`` each
-benchmark's remaining items are split across the processes and rank 0 merges the partial
-predictions, computes metrics and writes the report.
+Predictions are only ever added: running again skips the items already predicted (an
+interrupted run resumes), ``limit=N`` asks the first N items and reports on those N, and
+the rows of every other item stay on disk. A run whose model, prompts, parser, decoding,
+pixel budgets, video views or labels differ from the folder's ``identity.json`` stops with
+a message naming what changed (``preresq.evaluation.identity``). Under ``torchrun
+--nproc_per_node=N`` each benchmark's remaining items are split across the processes and
+rank 0 merges the partial predictions, computes metrics and writes the report.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from preresq.data.benchmarks import SUITE_DIR, Card, load_suite, read_benchmark
 from preresq.evaluation.cache import PredictionCache
+from preresq.evaluation.decoding import Decoding
+from preresq.evaluation.identity import (
+    check_identity,
+    local_model_dir,
+    short_fingerprint,
+    weights_fingerprint,
+)
 from preresq.evaluation.predict import (
-    Decoding,
     ItemPrompt,
     Predictor,
     pending_records,
     predict_records,
     shard,
 )
-from preresq.evaluation.report import (
-    benchmark_result,
-    markdown_table,
-    mean_row,
-    scatter_plot,
-    write_json,
-)
+from preresq.evaluation.processes import Processes
+from preresq.evaluation.report import benchmark_result, scatter_plot, write_report
 
 logger = logging.getLogger(__name__)
 
 
-# ----------------------------------------------------------------------------- processes
+# ----------------------------------------------------------------------------- evaluate
 
-@dataclass
-class Processes:
-    """This process's place in a (possibly) distributed run."""
+def evaluate(cfg: DictConfig, predictor: Predictor | None = None) -> dict | None:
+    """Evaluate ``cfg.model`` on ``cfg.suite`` (or ``cfg.benchmarks``); see the module doc.
 
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    owns_group: bool = False
+    Args:
+        cfg: a composed ``configs/eval.yaml``.
+        predictor: use this instead of building the configured one (tests, notebooks);
+            the folder's identity then has no weights fingerprint.
 
-    @classmethod
-    def setup(cls) -> Processes:
-        """Join the process group torchrun describes (gloo on CPU, nccl on GPU), if any."""
-        import torch
-        import torch.distributed as dist
+    Returns:
+        The contents of ``results.json`` on rank 0; None on the other ranks.
+    """
+    from tqdm.auto import tqdm
 
-        world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        owns = False
-        if world_size > 1 and not dist.is_initialized():
-            cuda = torch.cuda.is_available()
-            if cuda:
-                torch.cuda.set_device(local_rank)
-            dist.init_process_group("nccl" if cuda else "gloo")
-            owns = True
-        if dist.is_available() and dist.is_initialized():
-            return cls(dist.get_rank(), dist.get_world_size(), local_rank, owns)
-        return cls()
+    procs = Processes.setup()
+    try:
+        # 1. setup: what is asked, of which model, into which folder
+        names = benchmark_names(cfg)
+        cards = load_suite(names, paths=cfg.paths, source=cfg.get("label_source"))
+        decoding = Decoding.from_cfg(cfg)
+        prompts = {m: ItemPrompt.from_cfg(cfg.prompt.get(m), m) for m in sorted({c.modality for c in cards})}
+        model_path = weights = None
+        if predictor is None:
+            check_backend(cfg)
+            model_path, weights = procs.first_then_others(lambda: locate_model(cfg))
+        benchmarks: dict[str, dict] = {}
+        readable: dict[str, list] = {}
+        for card in cards:
+            # rank 0 first: reading the demo set builds it into the cache on first use
+            reason, records = procs.first_then_others(lambda c=card: read_or_skip(c))
+            if reason is not None:
+                logger.warning("skipping %s: %s", card.name, reason)
+                benchmarks[card.name] = {"skipped": reason}
+            else:
+                readable[card.name] = records
+        identity = identity_of(cfg, [c for c in cards if c.name in readable], decoding, prompts,
+                               weights)
+        out = output_dir(cfg, names, identity)
+        if procs.rank == 0:
+            check_identity(out, identity, overwrite=bool(cfg.get("overwrite", False)))
+        procs.barrier()
 
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            import torch.distributed as dist
+        for card in (c for c in cards if c.name in readable):
+            records = readable[card.name]
+            asked = records[: int(cfg.limit)] if cfg.get("limit") else records
 
-            dist.barrier()
+            # 2. pending items: the asked ones not on disk yet, this process's share
+            cache = PredictionCache(out / "predictions", card.name, procs.rank)
+            todo = pending_records(asked, cache.done_ids())
+            mine = shard(todo, procs.rank, procs.world_size)
+            procs.barrier()  # every rank has read the cache before anyone writes to it
 
-    def first_then_others(self, fn: Callable[[], object]) -> object:
-        """Run ``fn`` on rank 0 first (e.g. to build a cache), then on the other ranks."""
-        if self.rank == 0:
-            value = fn()
-            self.barrier()
-        else:
-            self.barrier()
-            value = fn()
-        return value
+            # 3-4. predict, appending each row to disk as it is made
+            if mine:
+                if predictor is None:
+                    predictor = build_predictor(cfg, model_path, decoding, procs.device())
+                bar = tqdm(total=len(asked), initial=len(asked) - len(todo), desc=card.name,
+                           unit="item", disable=procs.rank != 0 or not cfg.get("progress", True))
+                try:
+                    predict_records(mine, predictor, prompts[card.modality], media_loader(cfg, card),
+                                    cache, int(cfg.batch_size),
+                                    progress=lambda k, bar=bar: bar.update(k * procs.world_size))
+                finally:
+                    bar.close()
+                    cache.close()
+            procs.barrier()  # every rank has finished its share
 
-    def close(self) -> None:
-        if self.owns_group:
-            import torch.distributed as dist
+            # 5. metrics over the asked items, from the rows on disk (all rows are kept)
+            if procs.rank == 0:
+                on_disk = {row["id"]: row for row in cache.merge([r.id for r in records])}
+                rows = [on_disk[r.id] for r in asked if r.id in on_disk]
+                result = benchmark_result(rows, int(cfg.bootstrap_samples), int(cfg.seed))
+                benchmarks[card.name] = result
+                if cfg.get("plots", True):
+                    scatter_plot(out / "plots" / f"{card.name}.png", rows, result, card.name)
 
-            dist.destroy_process_group()
+        # 6. report
+        if procs.rank != 0:
+            return None
+        return write_report(out, benchmarks, identity,
+                            title=f"{suite_tag(names)}: {model_tag(cfg.model)}",
+                            model_path=model_path)
+    finally:
+        procs.close()
 
-    def device(self):
-        import torch
 
-        return torch.device(f"cuda:{self.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-
-
-# ----------------------------------------------------------------------------- config
+# ----------------------------------------------------------------------------- setup
 
 def benchmark_names(cfg: DictConfig) -> list[str]:
     """``cfg.benchmarks`` (a list) when set, else the suite's list."""
@@ -127,53 +159,96 @@ def suite_tag(names: Sequence[str]) -> str:
 
 
 def model_tag(model_cfg) -> str:
-    """A folder name for a model: the last two parts of its id or path, or ``tiny``."""
+    """A readable name for a model: the last two parts of its id or path, or ``tiny``."""
     name = model_cfg.get("name_or_path")
     if not name:
         return "tiny"
     return "--".join(Path(str(name).rstrip("/")).parts[-2:])
 
 
-def output_dir(cfg: DictConfig, names: Sequence[str]) -> Path:
+def output_dir(cfg: DictConfig, names: Sequence[str], identity: dict) -> Path:
+    """``cfg.output_dir``, else a folder unique per model: its tag plus 8 hex digits of its
+    weights' fingerprint (two runs both ending in ``.../final`` get two folders)."""
     if cfg.get("output_dir"):
         return Path(cfg.output_dir)
-    return Path(cfg.paths.output_root) / "eval" / model_tag(cfg.model) / suite_tag(names)
+    tag = model_tag(cfg.model)
+    fingerprint = short_fingerprint(identity)
+    if fingerprint:
+        tag = f"{tag}-{fingerprint}"
+    return Path(cfg.paths.output_root) / "eval" / tag / suite_tag(names)
 
 
-def setup_of(cfg: DictConfig, cards: Sequence[Card], decoding: Decoding) -> dict:
-    """What determines the predictions (model, prompts, views, decoding, labels).
+def check_backend(cfg: DictConfig) -> None:
+    """Without vllm installed, ``predictor=vllm`` fails now, not after reading benchmarks."""
+    if str(cfg.predictor.name) == "vllm":
+        from preresq.evaluation.vllm_backend import import_vllm
 
-    Batch size, process count and ``limit`` are left out: they change speed or how many
-    items are asked, not what is asked.
+        import_vllm()
+
+
+def model_folder(cfg: DictConfig) -> str:
+    """The local folder the weights are read from (a hub id is fetched into the hub cache;
+    the tiny model is built if asked); a missing folder stops here with the remedies."""
+    from preresq.models import ModelNotFoundError, resolve_model_path
+
+    path = local_model_dir(resolve_model_path(cfg.model, cfg.paths.cache_dir),
+                           cfg.model.get("subfolder"))
+    if not Path(path).is_dir():
+        raise ModelNotFoundError(
+            f"Model not available: the local folder {path!r} is missing.\nSet "
+            f"model.name_or_path=<folder> to a folder holding config.json, the weights and the "
+            f"processor files (a hub download or a training run's checkpoint).")
+    return path
+
+
+def locate_model(cfg: DictConfig) -> tuple[str, dict]:
+    """(the local folder to load, its weights fingerprint)."""
+    path = model_folder(cfg)
+    return path, weights_fingerprint(path, Path(cfg.paths.cache_dir) / "fingerprints.json")
+
+
+def identity_of(cfg: DictConfig, cards: Sequence[Card], decoding: Decoding,
+                prompts: dict[str, ItemPrompt], weights: dict | None) -> dict:
+    """Everything that decides the predictions (``identity.json``; see ``identity``).
+
+    ``cards``: the benchmarks whose labels were read. Batch size, process count and
+    ``limit`` are left out: they change speed or how many
+    items are asked, not what is asked. Paths are left out too: the same weights or labels
+    moved elsewhere are the same.
     """
-    modalities = sorted({c.modality for c in cards})
+    from preresq.evaluation.identity import labels_identity
+
     model = OmegaConf.to_container(cfg.model, resolve=True)
-    setup = {
-        "model": {k: model.get(k) for k in ("name_or_path", "tiny", "min_pixels", "max_pixels", "dtype")},
-        "prompt": {m: OmegaConf.to_container(cfg.prompt[m], resolve=True) for m in modalities},
+    identity = {
+        "model": {"weights": weights, **{k: model.get(k) for k in ("dtype", "min_pixels", "max_pixels",
+                                                                   "subfolder")}},
+        "prompt": {m: {**asdict(p), **p.texts()} for m, p in prompts.items()},
         "decoding": asdict(decoding),
         "predictor": str(cfg.predictor.name),
         "label_source": cfg.get("label_source"),
+        "benchmarks": {c.name: labels_identity(c) for c in cards},
     }
-    if "video" in modalities:
-        setup["video"] = OmegaConf.to_container(cfg.video, resolve=True)
-    return setup
+    if "video" in prompts:
+        identity["video"] = OmegaConf.to_container(cfg.video, resolve=True)
+    return identity
 
 
-def check_setup(folder: Path, setup: dict) -> None:
-    """Refuse to mix predictions of two setups in one output folder."""
-    path = folder / "setup.json"
-    if path.is_file():
-        old = json.loads(path.read_text(encoding="utf-8"))
-        if old != setup:
-            keys = sorted(k for k in setup.keys() | old.keys() if old.get(k) != setup.get(k))
-            raise ValueError(
-                f"{folder} holds predictions made with another setup (differs in {keys}: "
-                f"{ {k: old.get(k) for k in keys} } vs { {k: setup.get(k) for k in keys} }). "
-                f"Use another output_dir, or delete {folder / 'predictions'} to start over.")
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(setup, indent=2) + "\n", encoding="utf-8")
+def read_or_skip(card: Card) -> tuple[str | None, list]:
+    """(None, records), or (why the benchmark cannot be evaluated here, in one line, [])."""
+    try:
+        records = read_benchmark(card)
+    except FileNotFoundError as e:
+        return f"labels not found ({_first_line(e)})", []
+    if not Path(card.media_root).is_dir():
+        return f"media folder not found: {card.media_root}", []
+    if not records:
+        return "no items", []
+    return None, records
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 # ----------------------------------------------------------------------------- predictor
@@ -205,108 +280,3 @@ def media_loader(cfg: DictConfig, card: Card) -> Callable:
     video_cfg = OmegaConf.to_container(cfg.video, resolve=True) if card.modality == "video" else None
     min_pixels, max_pixels = int(cfg.model.min_pixels), int(cfg.model.max_pixels)
     return lambda record: item_images(record, card.media_root, min_pixels, max_pixels, video_cfg)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
-def read_or_skip(card: Card) -> tuple[str | None, list]:
-    """(None, records), or (why the benchmark cannot be evaluated here, in one line, [])."""
-    try:
-        records = read_benchmark(card)
-    except FileNotFoundError as e:
-        return f"labels not found ({_first_line(e)})", []
-    if not Path(card.media_root).is_dir():
-        return f"media folder not found: {card.media_root}", []
-    if not records:
-        return "no items", []
-    return None, records
-
-
-# ----------------------------------------------------------------------------- evaluate
-
-def evaluate(cfg: DictConfig, predictor: Predictor | None = None) -> dict | None:
-    """Evaluate ``cfg.model`` on ``cfg.suite`` (or ``cfg.benchmarks``); see the module doc.
-
-    Args:
-        cfg: a composed ``configs/eval.yaml``.
-        predictor: use this instead of building the configured one (tests, notebooks).
-
-    Returns:
-        The contents of ``results.json`` on rank 0; None on the other ranks.
-    """
-    procs = Processes.setup()
-    try:
-        return _evaluate(cfg, predictor, procs)
-    finally:
-        procs.close()
-
-
-def _evaluate(cfg: DictConfig, predictor: Predictor | None, procs: Processes) -> dict | None:
-    from tqdm.auto import tqdm
-
-    from preresq.models import resolve_model_path
-
-    names = benchmark_names(cfg)
-    cards = load_suite(names, paths=cfg.paths, source=cfg.get("label_source"))
-    out = output_dir(cfg, names)
-    decoding = Decoding.from_cfg(cfg)
-    setup = setup_of(cfg, cards, decoding)
-    if procs.rank == 0:
-        check_setup(out, setup)
-    procs.barrier()
-
-    if predictor is None and str(cfg.predictor.name) == "vllm":
-        from preresq.evaluation.vllm_backend import import_vllm
-
-        import_vllm()  # without vllm, fail now rather than after reading benchmarks
-    model_path = None
-    if predictor is None:  # rank 0 first: it may build the tiny model into the cache
-        model_path = procs.first_then_others(lambda: resolve_model_path(cfg.model, cfg.paths.cache_dir))
-
-    benchmarks: dict[str, dict] = {}
-    for card in cards:
-        # rank 0 first: reading the demo set builds it into the cache on first use
-        reason, records = procs.first_then_others(lambda c=card: read_or_skip(c))
-        if reason is not None:
-            logger.warning("skipping %s: %s", card.name, reason)
-            benchmarks[card.name] = {"skipped": reason}
-            continue
-        if cfg.get("limit"):
-            records = records[: int(cfg.limit)]
-        cache = PredictionCache(out / "predictions", card.name, procs.rank)
-        todo = pending_records(records, cache.done_ids())
-        mine = shard(todo, procs.rank, procs.world_size)
-        procs.barrier()  # every rank has read the cache before anyone writes to it
-        if mine:
-            if predictor is None:
-                predictor = build_predictor(cfg, model_path, decoding, procs.device())
-            bar = tqdm(total=len(records), initial=len(records) - len(todo), desc=card.name,
-                       unit="item", disable=procs.rank != 0 or not cfg.get("progress", True))
-            try:
-                predict_records(mine, predictor, ItemPrompt.from_cfg(cfg.prompt[card.modality]),
-                                media_loader(cfg, card), cache, int(cfg.batch_size),
-                                progress=lambda k, bar=bar: bar.update(k * procs.world_size))
-            finally:
-                bar.close()
-                cache.close()
-        procs.barrier()  # every rank has finished its share
-        if procs.rank == 0:
-            rows = cache.merge([r.id for r in records])
-            result = benchmark_result(rows, int(cfg.bootstrap_samples), int(cfg.seed))
-            benchmarks[card.name] = result
-            if cfg.get("plots", True):
-                scatter_plot(out / "plots" / f"{card.name}.png", rows, result, card.name)
-
-    if procs.rank != 0:
-        return None
-    results = {"benchmarks": benchmarks, "mean": mean_row(benchmarks), "setup": setup}
-    write_json(out / "results.json", results)
-    table = markdown_table(results)
-    (out / "results.md").write_text(f"# {suite_tag(names)}: {model_tag(cfg.model)}\n\n{table}",
-                                    encoding="utf-8")
-    print(table)
-    print(f"predictions, results.json, results.md and plots in {out}")
-    return results

@@ -9,6 +9,8 @@ Small pure functions over two equal-length sequences (``pred``, ``gt``):
   f(x) = (b1 - b2) / (1 + exp(-(x - b3) / b4)) + b2 fitted to the MOS (VQEG practice,
   used by DeQA-Score and most of the field), initialised at [max y, min y, mean x, std x / 4].
 * ``krcc``: Kendall rank correlation (tau-b).
+* ``rmse_logistic``: root mean squared error between the MOS and the logistic-mapped
+  predictions (ITU-T P.1401 reports it beside PLCC), in MOS units (the [1, 5] scale).
 * ``bootstrap_ci``: percentile bootstrap interval of any of these.
 
 A correlation is undefined when either side is constant or has fewer than 2 items: the
@@ -26,7 +28,7 @@ from scipy import optimize, special, stats
 
 __all__ = [
     "DegenerateInputWarning", "srcc", "plcc", "plcc_logistic", "krcc", "logistic_4",
-    "fit_logistic", "bootstrap_ci", "summarize",
+    "fit_logistic", "rmse_logistic", "bootstrap_ci", "summarize",
 ]
 
 
@@ -159,6 +161,23 @@ def plcc_logistic(pred: Sequence[float], gt: Sequence[float]) -> float:
     return _plcc_fitted(x, y, fit_logistic(x, y))
 
 
+def _rmse_fitted(x: np.ndarray, y: np.ndarray, params: np.ndarray | None) -> float:
+    if params is None:
+        return math.nan
+    return float(np.sqrt(np.mean((logistic_4(x, *params) - y) ** 2)))
+
+
+def rmse_logistic(pred: Sequence[float], gt: Sequence[float]) -> float:
+    """RMSE of the MOS against the 4-parameter logistic fit of the predictions (NaN when
+    the fit is undefined).
+
+    >>> round(rmse_logistic([1, 2, 3, 4, 5], [1.0, 1.2, 3.0, 4.8, 5.0]), 3)
+    0.0
+    """
+    x, y = _pair(pred, gt)
+    return _rmse_fitted(x, y, fit_logistic(x, y))
+
+
 def _rowwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a - a.mean(axis=1, keepdims=True)
     b = b - b.mean(axis=1, keepdims=True)
@@ -183,8 +202,14 @@ def _resampled_ranks(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return np.take_along_axis(avg_rank, inv[idx], axis=1)
 
 
-def _rowwise_spearman(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> np.ndarray:
+def resampled_spearman(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """SRCC of ``x[i], y[i]`` for each row ``i`` of the resample indices ``idx`` (vectorised)."""
     return _rowwise_pearson(_resampled_ranks(x, idx), _resampled_ranks(y, idx))
+
+
+def resampled_pearson(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """PLCC of ``x[i], y[i]`` for each row ``i`` of ``idx`` (NaN where undefined)."""
+    return _rowwise_pearson(x[idx], y[idx])
 
 
 _VECTORISED: dict[Callable, Callable] = {}
@@ -229,8 +254,7 @@ def bootstrap_ci(metric: Callable[[Sequence[float], Sequence[float]], float],
     return (float(low), float(high))
 
 
-_VECTORISED.update({srcc: _rowwise_spearman,
-                    plcc: lambda x, y, idx: _rowwise_pearson(x[idx], y[idx])})
+_VECTORISED.update({srcc: resampled_spearman, plcc: resampled_pearson})
 
 
 def summarize(pred: Sequence[float], gt: Sequence[float], bootstrap_samples: int = 1000,
@@ -243,6 +267,7 @@ def summarize(pred: Sequence[float], gt: Sequence[float], bootstrap_samples: int
         "plcc": plcc(x, y),
         "plcc_logistic": _plcc_fitted(x, y, params),
         "krcc": krcc(x, y),
+        "rmse": _rmse_fitted(x, y, params),
         "srcc_ci": list(bootstrap_ci(srcc, x, y, bootstrap_samples, seed)),
         "plcc_ci": list(bootstrap_ci(plcc, x, y, bootstrap_samples, seed)),
         "logistic_params": None if params is None else [float(p) for p in params],

@@ -29,8 +29,9 @@ from PIL import Image
 from preresq.data.records import Record
 from preresq.data.video import VideoDecodeError
 from preresq.evaluation.cache import PredictionCache
+from preresq.evaluation.decoding import Decoding, neutral_defaults
 from preresq.parsing import parse_answer
-from preresq.prompts import build_messages
+from preresq.prompts import build_messages, load_template
 
 logger = logging.getLogger(__name__)
 
@@ -42,44 +43,17 @@ MEDIA_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class Decoding:
-    """How completions are drawn: greedy by default; sampling with N samples per item.
-
-    ``repetition_penalty: None`` keeps the checkpoint's own generation setting.
-    """
-
-    max_new_tokens: int = 256
-    do_sample: bool = False
-    num_samples: int = 1
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int | None = None
-    repetition_penalty: float | None = None
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.num_samples < 1:
-            raise ValueError(f"decoding.num_samples must be >= 1, got {self.num_samples}")
-        if self.num_samples > 1 and not self.do_sample:
-            raise ValueError("decoding.num_samples > 1 needs decoding.do_sample=true "
-                             "(greedy decoding gives N identical samples)")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"decoding.max_new_tokens must be >= 1, got {self.max_new_tokens}")
-
-    @classmethod
-    def from_cfg(cls, cfg) -> Decoding:
-        """From an eval config: ``cfg.decoding`` plus its ``max_new_tokens`` and ``seed``."""
-        fields = dict(cfg.get("decoding") or {})
-        return cls(max_new_tokens=int(cfg.max_new_tokens), seed=int(cfg.seed), **fields)
-
-
 @dataclass
 class Request:
-    """One item to generate for: the chat messages (with image slots) and the images."""
+    """One item to generate for: the chat messages (with image slots) and the images.
+
+    ``add_vision_id`` asks the chat template to write "Picture 1:" before each image, as
+    some peers' scripts do (``prompt.<modality>.add_vision_id``).
+    """
 
     messages: list[dict]
     images: list[Image.Image]
+    add_vision_id: bool = False
 
 
 class Predictor(Protocol):
@@ -103,43 +77,26 @@ class HFPredictor:
             torch.manual_seed(decoding.seed)
 
     def _generation_config(self):
-        from transformers import GenerationConfig
+        # Every choice from ``self.decoding``; of the checkpoint's settings only token ids.
+        return self.decoding.generation_config(getattr(self.model, "generation_config", None),
+                                               self.processor.tokenizer)
 
-        d = self.decoding
-        # Start from the checkpoint's settings (eos ids, its repetition penalty) and set
-        # every sampling field explicitly so nothing hidden in the checkpoint decides it.
-        base = getattr(self.model, "generation_config", None)
-        cfg = GenerationConfig.from_dict(base.to_dict()) if base is not None else GenerationConfig()
-        tokenizer = self.processor.tokenizer
-        cfg.max_new_tokens = d.max_new_tokens
-        cfg.do_sample = d.do_sample
-        cfg.num_return_sequences = d.num_samples
-        cfg.temperature = d.temperature if d.do_sample else None
-        cfg.top_p = d.top_p if d.do_sample else None
-        cfg.top_k = d.top_k if d.do_sample else None
-        if d.repetition_penalty is not None:
-            cfg.repetition_penalty = d.repetition_penalty
-        if cfg.pad_token_id is None:
-            cfg.pad_token_id = tokenizer.pad_token_id
-        if cfg.eos_token_id is None:
-            cfg.eos_token_id = tokenizer.eos_token_id
-        return cfg
-
-    def prompt_text(self, messages: list[dict]) -> str:
+    def prompt_text(self, messages: list[dict], add_vision_id: bool = False) -> str:
         """The chat-templated prompt, ending where the assistant's answer starts."""
+        extra = {"add_vision_id": True} if add_vision_id else {}
         return self.processor.apply_chat_template(messages, add_generation_prompt=True,
-                                                  tokenize=False)
+                                                  tokenize=False, **extra)
 
     def generate(self, requests: Sequence[Request]) -> list[list[str]]:
         import torch
 
         if not requests:
             return []
-        texts = [self.prompt_text(r.messages) for r in requests]
+        texts = [self.prompt_text(r.messages, r.add_vision_id) for r in requests]
         images = [image for r in requests for image in r.images]
         inputs = self.processor(text=texts, images=images or None, padding=True,
                                 padding_side="left", return_tensors="pt").to(self.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), neutral_defaults(self.model):
             out = self.model.generate(**inputs, generation_config=self.generation_config)
         new_tokens = out[:, inputs["input_ids"].shape[1]:]
         decoded = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
@@ -169,7 +126,7 @@ class HFPredictor:
                 raise ValueError(f"score {v} is {len(token_ids)} tokens in this tokenizer; the "
                                  "expected-score readout needs one-token scores")
             ids.append(token_ids[0])
-        texts = [self.prompt_text(r.messages) for r in requests]
+        texts = [self.prompt_text(r.messages, r.add_vision_id) for r in requests]
         images = [image for r in requests for image in r.images]
         inputs = self.processor(text=texts, images=images or None, padding=True,
                                 padding_side="left", return_tensors="pt").to(self.device)
@@ -251,21 +208,45 @@ def load_ahead(records: Sequence[Record], batch_size: int,
 
 @dataclass
 class ItemPrompt:
-    """How items of one modality are asked and read (``cfg.prompt[modality]``)."""
+    """How items of one modality are asked and read (``cfg.prompt[modality]``).
+
+    ``system`` names a template sent as the system message (some peers train with one;
+    None keeps the chat template's default); ``add_vision_id`` writes "Picture 1:" before
+    each image, as some peers' scripts do.
+    """
 
     template: str
     num_scores: int
     answer_format: str = "tagged"
+    system: str | None = None
+    add_vision_id: bool = False
 
     @classmethod
-    def from_cfg(cls, cfg) -> ItemPrompt:
+    def from_cfg(cls, cfg, modality: str = "image") -> ItemPrompt:
         """From ``cfg.prompt[modality]``: evaluation always asks with ``templates[0]``."""
+        if cfg is None:
+            raise ValueError(f"this prompt config has no {modality} prompt (prompt.{modality} is "
+                             f"null): the model it belongs to was not made for {modality}s")
         templates = cfg["templates"]
         template = templates if isinstance(templates, str) else list(templates)[0]
-        return cls(template, int(cfg["num_scores"]), str(cfg.get("answer_format", "tagged")))
+        system = cfg.get("system")
+        return cls(template, int(cfg["num_scores"]), str(cfg.get("answer_format", "tagged")),
+                   str(system) if system else None, bool(cfg.get("add_vision_id", False)))
 
     def messages(self, num_images: int) -> list[dict]:
-        return build_messages(self.template, num_images)
+        messages = build_messages(self.template, num_images)
+        if self.system:
+            system = {"role": "system", "content": [{"type": "text", "text": load_template(self.system)}]}
+            messages = [system, *messages]
+        return messages
+
+    def request(self, images: list[Image.Image]) -> Request:
+        return Request(self.messages(len(images)), images, self.add_vision_id)
+
+    def texts(self) -> dict:
+        """The words the model is asked with (for an output folder's identity)."""
+        return {"template": load_template(self.template),
+                "system": load_template(self.system) if self.system else None}
 
 
 def predict_batch(batch: Sequence[Loaded], predictor: Predictor, prompt: ItemPrompt) -> list[dict]:
@@ -275,7 +256,7 @@ def predict_batch(batch: Sequence[Loaded], predictor: Predictor, prompt: ItemPro
     ``sample_preds`` with several samples); a failed item has ``pred: null`` and ``error``.
     """
     ready = [item for item in batch if item.error is None]
-    requests = [Request(prompt.messages(len(item.images)), item.images) for item in ready]
+    requests = [prompt.request(item.images) for item in ready]
     outputs = predictor.generate(requests) if requests else []
     if len(outputs) != len(requests):
         raise RuntimeError(f"predictor returned {len(outputs)} results for {len(requests)} requests")
@@ -342,7 +323,7 @@ def held_out_metrics(predictor: HFPredictor, records: Sequence[Record], prompt: 
         raise ValueError("readout=expected needs one-digit bare answers (prompt=demo_digit)")
     greedy, expected, gts = [], [], []
     for batch in _batches(records, batch_size):
-        requests = [Request(prompt.messages(len(ims)), ims) for ims in map(load_images, batch)]
+        requests = [prompt.request(ims) for ims in map(load_images, batch)]
         greedy += [score_completions(c, prompt.num_scores, prompt.answer_format)["pred"]
                    for c in predictor.generate(requests)]
         if readout == "expected":

@@ -5,18 +5,20 @@ Rule for items without a score (documented in results.md's footnote too):
 * ``n``: items in the benchmark; ``n_error``: items whose media could not be read;
   ``n_invalid``: answered items whose answer held no valid score; ``n_valid``: the rest.
 * ``invalid_rate = n_invalid / (n - n_error)``, the share of answers without a score.
-* SRCC, PLCC, PLCC (logistic) and KRCC are computed over the ``n_valid`` items only. No
+* SRCC, PLCC, PLCC (logistic), KRCC and RMSE (after the logistic fit, in MOS units on
+  the [1, 5] scale) are computed over the ``n_valid`` items only. No
   score is invented for the others; read the metrics together with ``invalid_rate``
   (a model that answers only on easy items is flattered by this rule, and the rate shows it).
 
 ``results.json`` layout::
 
     {"benchmarks": {"<name>": {"n", "n_valid", "n_invalid", "n_error", "invalid_rate",
-                               "srcc", "plcc", "plcc_logistic", "krcc", "srcc_ci",
-                               "plcc_ci", "logistic_params"}
+                               "srcc", "plcc", "plcc_logistic", "krcc", "rmse",
+                               "srcc_ci", "plcc_ci", "logistic_params"}
                     | {"skipped": "<reason>"}},
-     "mean": {"srcc", "plcc", "plcc_logistic", "krcc", "n_benchmarks"},
-     "setup": {...what produced the predictions...}}
+     "mean": {"srcc", "plcc", "plcc_logistic", "krcc", "rmse", "n_benchmarks"},
+     "identity": {...what produced the predictions (identity.json)...},
+     "model_path": "<the folder the weights were read from>" | null}
 
 NaN (an undefined correlation) is written as ``null``. ``srcc_ci``/``plcc_ci`` are 95%
 percentile-bootstrap intervals of SRCC and of the raw PLCC.
@@ -34,7 +36,7 @@ import numpy as np
 
 from preresq.evaluation.metrics import logistic_4, summarize
 
-METRICS = ("srcc", "plcc", "plcc_logistic", "krcc")
+METRICS = ("srcc", "plcc", "plcc_logistic", "krcc", "rmse")
 
 
 def benchmark_result(rows: Sequence[Mapping], bootstrap_samples: int = 1000,
@@ -94,16 +96,16 @@ def _ci(pair) -> str:
 
 
 _HEADER = ("benchmark", "n", "valid", "invalid %", "errors", "SRCC", "PLCC", "PLCC (logistic)",
-           "KRCC", "SRCC 95% CI", "PLCC 95% CI")
+           "KRCC", "RMSE", "SRCC 95% CI", "PLCC 95% CI")
 
 FOOTNOTE = ("PLCC is Pearson on raw predictions; PLCC (logistic) is Pearson after the "
-            "4-parameter logistic fit. Metrics use valid answers only; invalid % = answers "
+            "4-parameter logistic fit; RMSE is after that fit, in MOS units ([1, 5]). Metrics use valid answers only; invalid % = answers "
             "without a score / answered items; errors = unreadable media. CIs: 95% bootstrap.")
 
 
 def markdown_table(results: Mapping) -> str:
     """All benchmarks, one row each (a skipped one states why), then the mean row."""
-    lines = ["| " + " | ".join(_HEADER) + " |", "|" + "|".join(["---"] + ["---:"] * 10) + "|"]
+    lines = ["| " + " | ".join(_HEADER) + " |", "|" + "|".join(["---"] + ["---:"] * (len(_HEADER) - 1)) + "|"]
     for name, b in results["benchmarks"].items():
         if "skipped" in b:
             lines.append(f"| {name} | skipped: {b['skipped']} |" + " |" * (len(_HEADER) - 2))
@@ -120,6 +122,21 @@ def markdown_table(results: Mapping) -> str:
         *(_num(mean[m]) for m in METRICS), "", "",
     ]) + " |")
     return "\n".join(lines) + "\n\n" + FOOTNOTE + "\n"
+
+
+def write_report(out: str | os.PathLike, benchmarks: Mapping[str, Mapping], identity: Mapping,
+                 title: str, model_path: str | None = None) -> dict:
+    """``results.json`` and ``results.md`` in ``out`` (the table also printed); returns the
+    results dict."""
+    out = Path(out)
+    results = {"benchmarks": dict(benchmarks), "mean": mean_row(benchmarks),
+               "identity": dict(identity), "model_path": model_path}
+    write_json(out / "results.json", results)
+    table = markdown_table(results)
+    (out / "results.md").write_text(f"# {title}\n\n{table}", encoding="utf-8")
+    print(table)
+    print(f"predictions, results.json, results.md and plots in {out}")
+    return results
 
 
 def scatter_plot(path: str | os.PathLike, rows: Sequence[Mapping], result: Mapping,

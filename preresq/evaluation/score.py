@@ -8,7 +8,8 @@ Arguments that contain ``=`` (and are not existing files) are Hydra overrides of
     preresq-score a.png b.png model=tiny prompt=demo_digit --json
 
 A file is a video when its extension is one of ``VIDEO_EXTENSIONS`` (then the video prompt
-and the video views are used), else an image. The output gives, per file, the score (the
+and the video views are used), else an image. Scoring goes through ``preresq.Scorer``, the
+Python API. The output gives, per file, the score (the
 mean of the sub-scores, or null when the answer held no valid score), the sub-scores and the
 reasoning (the ``<think>`` block), as text or as JSON. The exit status is 1 when a file
 could not be read, else 0.
@@ -17,29 +18,16 @@ could not be read, else 0.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg",
-                              ".wmv", ".flv", ".3gp", ".ts"})
-_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+from preresq.evaluation.scorer import VIDEO_EXTENSIONS, Scorer, modality_of, reasoning_of
 
-
-def modality_of(path: str | Path) -> str:
-    """``"video"`` for a video file extension, else ``"image"``."""
-    return "video" if Path(path).suffix.lower() in VIDEO_EXTENSIONS else "image"
-
-
-def reasoning_of(completion: str | None) -> str | None:
-    """The text of the last ``<think>`` block, or None when there is none."""
-    if not completion:
-        return None
-    blocks = _THINK.findall(completion)
-    return blocks[-1].strip() if blocks else None
-
+__all__ = ["main", "score_files", "format_text", "split_arguments", "modality_of", "reasoning_of",
+           "VIDEO_EXTENSIONS"]
 
 def split_arguments(args: Sequence[str]) -> tuple[list[str], list[str]]:
     """(files, Hydra overrides): an argument with ``=`` that is not a file is an override."""
@@ -65,76 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def score_files(paths: Sequence[str | Path], cfg, predictor=None) -> list[dict]:
-    """Score files with the model of an eval config; one dict per file, in order.
+    """Score files with the model of an eval config (``preresq.Scorer``); one dict per file.
 
     Args:
         paths: image or video files.
         cfg: a composed ``configs/eval.yaml`` (model, prompt, video, decoding, batch_size).
         predictor: use this instead of building ``cfg.predictor`` (tests).
     """
-    from omegaconf import OmegaConf
-
-    from preresq.evaluation.evaluate import Processes, build_predictor
-    from preresq.evaluation.predict import Decoding, ItemPrompt, load_ahead, predict_batch
-    from preresq.models import resolve_model_path
-
-    paths = [Path(p) for p in paths]
-    if predictor is None:
-        model_path = resolve_model_path(cfg.model, cfg.paths.cache_dir)
-        predictor = build_predictor(cfg, model_path, Decoding.from_cfg(cfg), Processes().device())
-    video_cfg = OmegaConf.to_container(cfg.video, resolve=True)
-    min_pixels, max_pixels = int(cfg.model.min_pixels), int(cfg.model.max_pixels)
-    results: dict[int, dict] = {}
-    for modality in ("image", "video"):
-        index = [i for i, p in enumerate(paths) if modality_of(p) == modality]
-        if not index:
-            continue
-        prompt = ItemPrompt.from_cfg(cfg.prompt[modality])
-        items = [_FileItem(str(paths[i]), i) for i in index]
-
-        def load(item, modality=modality):
-            return file_images(item.path, modality, min_pixels, max_pixels, video_cfg)
-
-        for batch in load_ahead(items, int(cfg.batch_size), load):
-            for loaded, row in zip(batch, predict_batch(batch, predictor, prompt), strict=True):
-                results[loaded.record.index] = _output(loaded, row, modality)
-    return [results[i] for i in range(len(paths))]
-
-
-def file_images(path: str | Path, modality: str, min_pixels: int, max_pixels: int,
-                video_cfg: dict | None = None) -> list:
-    """The images the model sees for one file, by the loaders evaluation uses."""
-    from preresq.data.image import open_image
-    from preresq.data.rows import resize_image
-
-    if modality == "image":
-        views = [open_image(path)]
-    else:
-        from preresq.data.video import load_views
-
-        views = [view.convert("RGB") for view in load_views(path, **dict(video_cfg or {}))]
-    return [resize_image(view, min_pixels, max_pixels) for view in views]
-
-
-class _FileItem:
-    """A file to score, shaped like a record for the prediction helpers (no MOS)."""
-
-    def __init__(self, path: str, index: int) -> None:
-        self.id = path
-        self.path = path
-        self.index = index
-        self.score = None
-
-
-def _output(loaded, row: dict, modality: str) -> dict:
-    out = {"path": loaded.record.path, "modality": modality, "score": row["pred"],
-           "subscores": row["subscores"], "reasoning": reasoning_of(row["completion"]),
-           "completion": row["completion"]}
-    if "sample_preds" in row:
-        out["sample_scores"] = row["sample_preds"]
-    if row.get("error"):
-        out["error"] = row["error"]
-    return out
+    return [r.to_dict() for r in Scorer(cfg, predictor).score([Path(p) for p in paths])]
 
 
 def format_text(results: Sequence[dict]) -> str:
@@ -169,9 +95,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().error(f"not a file: {', '.join(missing)}")
     if args.model:
         overrides.append(f"model.name_or_path={args.model}")
-    cfg = compose("eval", overrides)
     try:
-        results = score_files(files, cfg)
+        # Libraries print notices on stdout when first imported (DeepSpeed's accelerator
+        # line): send them to stderr, so that stdout holds the results only (--json parses).
+        with contextlib.redirect_stdout(sys.stderr):
+            cfg = compose("eval", overrides)
+            results = score_files(files, cfg)
     except ModelNotFoundError as err:  # a one-line reason, not a stack trace
         print(f"error: {err}", file=sys.stderr)
         return 2

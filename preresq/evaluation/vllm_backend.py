@@ -4,6 +4,11 @@ vLLM is optional (``pip install 'preresq[vllm]'``); without it, choosing this ba
 at once with a message saying so. The prompt text comes from the model's own processor
 (``apply_chat_template``), exactly as with ``predictor=hf``, and images are passed already
 resized by the shared loader. LoRA checkpoints must be merged into full weights first.
+
+Decoding is ours, as with ``predictor=hf``: every sampling parameter is set from
+``Decoding``, and the engine is told not to read the checkpoint's
+``generation_config.json`` (``generation_config="vllm"``), whose defaults would otherwise
+apply to any parameter left unset.
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from preresq.evaluation.predict import Decoding, Request
+from preresq.evaluation.decoding import Decoding
+from preresq.evaluation.predict import Request
 
 
 class VLLMNotInstalledError(ImportError):
@@ -28,17 +34,6 @@ def import_vllm():
             f"({e}). Install it with `pip install 'preresq[vllm]'` (a CUDA machine), "
             "or use the transformers backend: predictor=hf.") from None
     return vllm
-
-
-def _repetition_penalty(model_path: str, decoding: Decoding) -> float:
-    """The configured penalty, else the checkpoint's own (as ``predictor=hf`` uses)."""
-    if decoding.repetition_penalty is not None:
-        return float(decoding.repetition_penalty)
-    from transformers import GenerationConfig
-
-    if not (Path(model_path) / "generation_config.json").is_file() and Path(model_path).is_dir():
-        return 1.0  # a local checkpoint without generation settings: no penalty
-    return float(GenerationConfig.from_pretrained(model_path).repetition_penalty or 1.0)
 
 
 class VLLMPredictor:
@@ -67,6 +62,7 @@ class VLLMPredictor:
         self.llm = vllm.LLM(
             model=str(model_path), dtype=dtype, seed=decoding.seed,
             limit_mm_per_prompt={"image": int(max_images)},
+            generation_config="vllm",  # never the checkpoint's sampling defaults
             mm_processor_kwargs={"min_pixels": int(model_cfg.min_pixels),
                                  "max_pixels": int(model_cfg.max_pixels)},
             **{k: v for k, v in engine_args.items() if v is not None})
@@ -76,12 +72,13 @@ class VLLMPredictor:
             temperature=d.temperature if d.do_sample else 0.0,
             top_p=d.top_p if d.do_sample else 1.0,
             top_k=(d.top_k or -1) if d.do_sample else -1,
-            repetition_penalty=_repetition_penalty(model_path, d))
+            repetition_penalty=float(d.repetition_penalty))
 
     def generate(self, requests: Sequence[Request]) -> list[list[str]]:
         prompts = [{
-            "prompt": self.processor.apply_chat_template(r.messages, add_generation_prompt=True,
-                                                         tokenize=False),
+            "prompt": self.processor.apply_chat_template(
+                r.messages, add_generation_prompt=True, tokenize=False,
+                **({"add_vision_id": True} if r.add_vision_id else {})),
             "multi_modal_data": {"image": list(r.images)},
         } for r in requests]
         outputs = self.llm.generate(prompts, self.params, use_tqdm=False)

@@ -101,6 +101,11 @@ def load_model(model_cfg, training: bool = False, cache_dir=None, path: str | No
             model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, attn_implementation=attn)
     except (OSError, ValueError) as err:
         raise _not_found(path, err) from None
+    from preresq.evaluation.decoding import neutral_generation_config
+
+    # Decoding comes from our config only (training rollouts, validation, eval): drop the
+    # checkpoint's sampling defaults (Instruct: top_k 1, repetition_penalty 1.05), keep its stop ids.
+    model.generation_config = neutral_generation_config(model.generation_config)
 
     if _cfg_get(model_cfg, "freeze_vision", False):
         for p in _vision_tower(model).parameters():

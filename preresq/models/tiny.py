@@ -136,7 +136,20 @@ DEFAULTS = dict(
     text_hidden_size=64, text_layers=2, text_heads=4, text_kv_heads=2, text_intermediate_size=128,
     vision_hidden_size=32, vision_depth=2, vision_heads=2, vision_intermediate_size=64,
     initializer_range=0.1, bpe_vocab_size=300, seed=0,
+    # True: ship Qwen2.5-VL-7B-Instruct's generation_config.json (its chat sampling
+    # defaults), so tests see the quirk a real checkpoint brings.
+    instruct_generation_config=False,
 )
+
+# Qwen2.5-VL-7B-Instruct's generation_config.json, as shipped (token ids are the tiny's own).
+INSTRUCT_GENERATION = dict(do_sample=True, repetition_penalty=1.05, temperature=0.1, top_k=1,
+                           top_p=0.001)
+
+
+def _identity_settings(s: dict) -> dict:
+    """Settings that name the folder; an option left at its off value is left out, so
+    folders built before the option existed keep their names."""
+    return {k: v for k, v in s.items() if not (k == "instruct_generation_config" and not v)}
 
 
 def default_tiny_dir(settings: dict | None = None, cache_dir=None) -> Path:
@@ -146,7 +159,7 @@ def default_tiny_dir(settings: dict | None = None, cache_dir=None) -> Path:
         from preresq.config import load_paths
 
         cache_dir = load_paths().cache_dir
-    return Path(cache_dir) / "models" / f"tiny-{s['architecture']}-{_config_hash(s)}"
+    return Path(cache_dir) / "models" / f"tiny-{s['architecture']}-{_config_hash(_identity_settings(s))}"
 
 
 def build_tiny_model(out_dir: str | os.PathLike, overwrite: bool = False, **settings) -> Path:
@@ -172,7 +185,7 @@ def build_tiny_model(out_dir: str | os.PathLike, overwrite: bool = False, **sett
         raise ValueError(f"unknown tiny model settings {sorted(unknown)}; known: {sorted(DEFAULTS)}")
     out_dir = Path(out_dir)
     stamp = out_dir / "preresq_tiny.json"
-    if stamp.is_file() and not overwrite and json.loads(stamp.read_text()) == s:
+    if stamp.is_file() and not overwrite and json.loads(stamp.read_text()) == _identity_settings(s):
         return out_dir
 
     tokenizer = build_tokenizer(s["bpe_vocab_size"])
@@ -190,9 +203,14 @@ def build_tiny_model(out_dir: str | os.PathLike, overwrite: bool = False, **sett
     # Write into a temporary sibling and rename: a half-built folder never looks complete.
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    if s["instruct_generation_config"]:
+        from transformers import GenerationConfig
+
+        ids = {k: getattr(config.text_config, k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")}
+        model.generation_config = GenerationConfig(**INSTRUCT_GENERATION, **ids)
     model.save_pretrained(tmp)
     processor.save_pretrained(tmp)
-    (tmp / "preresq_tiny.json").write_text(json.dumps(s, indent=2, sort_keys=True))
+    (tmp / "preresq_tiny.json").write_text(json.dumps(_identity_settings(s), indent=2, sort_keys=True))
     if out_dir.exists():
         shutil.rmtree(out_dir, ignore_errors=True)
     try:
@@ -200,7 +218,7 @@ def build_tiny_model(out_dir: str | os.PathLike, overwrite: bool = False, **sett
     except OSError:
         # Another process finished the same build first: keep its folder if it is whole.
         shutil.rmtree(tmp, ignore_errors=True)
-        if not (stamp.is_file() and json.loads(stamp.read_text()) == s):
+        if not (stamp.is_file() and json.loads(stamp.read_text()) == _identity_settings(s)):
             raise
     return out_dir
 

@@ -1,0 +1,190 @@
+"""``Scorer``: the Python API for scoring images and videos with a quality model.
+
+    >>> from preresq import Scorer
+    >>> scorer = Scorer.from_pretrained("/runs/iqa/final")            # doctest: +SKIP
+    >>> [s.score for s in scorer.score(["a.jpg", "clip.mp4"])]         # doctest: +SKIP
+    [3.82, 2.41]
+
+``from_pretrained`` takes a checkpoint folder, a hub id or a model preset name
+(``configs/model/``: ``visualquality_r1``, ``q_insight``, ``preresq_r1``, ``tiny``...) and
+any override of ``configs/eval.yaml`` as keyword arguments (``prompt="demo_digit"``,
+``batch_size=16``, ``decoding={"do_sample": True, "num_samples": 8}`` or
+``**{"decoding.do_sample": True}``), so the model is asked and read exactly as by
+``scripts/eval.py``. Scoring is batched and, with the default greedy decoding,
+deterministic; with sampling the configured seed is set before every ``score`` call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from PIL import Image
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg",
+                              ".wmv", ".flv", ".3gp", ".ts"})
+_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+
+
+@dataclass
+class ItemScore:
+    """One input's result. ``valid`` is False when the answer held no score (then
+    ``score`` is None) or the file could not be read (then ``error`` says why)."""
+
+    score: float | None
+    subscores: list[float] | None
+    reasoning: str | None
+    valid: bool
+    completion: str | None
+    modality: str
+    path: str | None = None
+    error: str | None = None
+    sample_scores: list[float | None] | None = None
+
+    def to_dict(self) -> dict:
+        """As a dict; ``error`` and ``sample_scores`` only when set."""
+        return {k: v for k, v in asdict(self).items()
+                if v is not None or k not in ("error", "sample_scores")}
+
+
+def modality_of(path: str | Path) -> str:
+    """``"video"`` for a video file extension, else ``"image"``."""
+    return "video" if Path(path).suffix.lower() in VIDEO_EXTENSIONS else "image"
+
+
+def reasoning_of(completion: str | None) -> str | None:
+    """The text of the last ``<think>`` block, or None when there is none."""
+    if not completion:
+        return None
+    blocks = _THINK.findall(completion)
+    return blocks[-1].strip() if blocks else None
+
+
+def file_images(source, modality: str, min_pixels: int, max_pixels: int,
+                video_cfg: dict | None = None) -> list:
+    """The images the model sees for one input (a path or a PIL image), by the loaders
+    evaluation uses."""
+    from preresq.data.image import open_image
+    from preresq.data.rows import resize_image
+
+    if isinstance(source, Image.Image) or modality == "image":
+        views = [open_image(source)]
+    else:
+        from preresq.data.video import load_views
+
+        views = [view.convert("RGB") for view in load_views(source, **dict(video_cfg or {}))]
+    return [resize_image(view, min_pixels, max_pixels) for view in views]
+
+
+def _value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "null"
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(_value(x) for x in v) + "]"
+    return str(v)
+
+
+def overrides_of(options: Mapping, prefix: str = "") -> list[str]:
+    """Keyword options -> Hydra override strings (nested dicts become dotted keys)."""
+    out = []
+    for key, value in options.items():
+        key = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out += overrides_of(value, f"{key}.")
+        else:
+            out.append(f"{key}={_value(value)}")
+    return out
+
+
+class _Item:
+    """An input shaped like a record for the prediction helpers (no MOS)."""
+
+    def __init__(self, source, index: int) -> None:
+        self.source = source
+        self.index = index
+        self.path = None if isinstance(source, Image.Image) else str(source)
+        self.id = self.path or f"<image {index}>"
+        self.score = None
+
+
+class Scorer:
+    """A model with its prompt, parser and decoding, ready to score inputs.
+
+    Args:
+        cfg: a composed ``configs/eval.yaml``.
+        predictor: use this instead of building ``cfg.predictor`` (tests).
+    """
+
+    def __init__(self, cfg, predictor=None) -> None:
+        from preresq.evaluation.decoding import Decoding
+
+        self.cfg = cfg
+        self.decoding = Decoding.from_cfg(cfg)
+        if predictor is None:
+            from preresq.evaluation.evaluate import build_predictor, model_folder
+            from preresq.evaluation.processes import Processes
+
+            predictor = build_predictor(cfg, model_folder(cfg), self.decoding, Processes().device())
+        self.predictor = predictor
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, predictor=None, **overrides) -> Scorer:
+        """A scorer for a checkpoint folder, hub id or model preset, with config overrides."""
+        from preresq.config import compose
+        from preresq.paths import CONFIG_DIR
+
+        name = str(name_or_path)
+        preset = (CONFIG_DIR / "model" / f"{name}.yaml").is_file() and not Path(name).exists()
+        args = [f"model={name}"] if preset else [f"model.name_or_path={name}"]
+        return cls(compose("eval", args + overrides_of(overrides)), predictor)
+
+    def score(self, inputs, batch_size: int | None = None) -> list[ItemScore] | ItemScore:
+        """Score paths (images or videos, by extension) and/or PIL images, in order.
+
+        A single input gives a single ``ItemScore``; a list gives a list.
+        """
+        from omegaconf import OmegaConf
+
+        from preresq.evaluation.predict import ItemPrompt, load_ahead, predict_batch
+
+        single = isinstance(inputs, (str, Path, Image.Image))
+        items = [_Item(x, i) for i, x in enumerate([inputs] if single else list(inputs))]
+        if self.decoding.do_sample:
+            import torch
+
+            torch.manual_seed(self.decoding.seed)
+        cfg = self.cfg
+        video_cfg = OmegaConf.to_container(cfg.video, resolve=True)
+        min_pixels, max_pixels = int(cfg.model.min_pixels), int(cfg.model.max_pixels)
+        size = int(batch_size or cfg.batch_size)
+        results: dict[int, ItemScore] = {}
+        for modality in ("image", "video"):
+            mine = [it for it in items if (it.path is None and modality == "image")
+                    or (it.path is not None and modality_of(it.path) == modality)]
+            if not mine:
+                continue
+            prompt = ItemPrompt.from_cfg(cfg.prompt.get(modality), modality)
+
+            def load(item, modality=modality):
+                return file_images(item.source, modality, min_pixels, max_pixels, video_cfg)
+
+            for batch in load_ahead(mine, size, load):
+                for loaded, row in zip(batch, predict_batch(batch, self.predictor, prompt), strict=True):
+                    results[loaded.record.index] = _item_score(loaded.record, row, modality)
+        out = [results[i] for i in range(len(items))]
+        return out[0] if single else out
+
+
+def _item_score(item: _Item, row: Mapping, modality: str) -> ItemScore:
+    return ItemScore(score=row["pred"], subscores=row["subscores"],
+                     reasoning=reasoning_of(row["completion"]),
+                     valid=row["pred"] is not None and not row.get("error"),
+                     completion=row["completion"], modality=modality, path=item.path,
+                     error=row.get("error"), sample_scores=row.get("sample_preds"))
+
+
+__all__ = ["Scorer", "ItemScore", "modality_of", "reasoning_of", "file_images", "VIDEO_EXTENSIONS"]
