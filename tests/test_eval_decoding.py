@@ -95,7 +95,7 @@ def test_grpo_rollouts_are_sampled_with_the_instruct_settings(tmp_path):
     from preresq.training.train import build_trainer
 
     cfg = compose("train", ["+experiment=smoke", f"output_dir={tmp_path / 'run'}",
-                            "model.tiny.instruct_generation_config=true", "trainer.args.max_steps=1",
+                            "model.tiny.instruct_generation_config=true", "trainer.max_steps=1",
                             "trainer.args.save_steps=100", "trainer.args.max_completion_length=12"])
     init = resolve_model_path(cfg.model, cfg.paths.cache_dir)
     assert json.loads((Path(init) / "generation_config.json").read_text())["top_k"] == 1
