@@ -32,6 +32,9 @@ def training_shape(cfg: DictConfig) -> tuple[int, int]:
     k = int(args.num_generations)
     batch = args.get("generation_batch_size")
     if batch is None:
+        if args.get("per_device_train_batch_size") is None:
+            raise SystemExit("cannot tell the training shape: trainer.args has neither "
+                             "generation_batch_size nor per_device_train_batch_size")
         steps = args.get("steps_per_generation") or args.get("gradient_accumulation_steps") or 1
         batch = int(args.per_device_train_batch_size) * int(steps)
     if int(batch) % k:
