@@ -10,7 +10,13 @@ Steps (config: ``configs/experiment/demo.yaml``):
 4. GRPO with the project's trainer and a registered reward, validating on the val split
    every N steps and keeping the best weights by val SRCC;
 5. score the kept weights on the test split (``after``), write ``summary.json`` and a PNG
-   of the reward and the validation SRCC over training steps.
+   of the reward and the validation SRCC over training steps;
+6. run the project's evaluation (``evaluate()``, as ``scripts/eval.py suite=iqa_demo``
+   would) on the kept weights: the standard results folder ``<output_dir>/eval/``
+   (predictions, results.json/md, scatter plot) with greedy answers.
+
+The test split is the ``iqa_demo`` benchmark card's; the demo stops before training when
+the card's demo-set parameters differ from the experiment's ``data.reader_args``.
 
 Scores are read as ``demo.readout`` says: ``expected`` (the mean digit under the first
 answer token's distribution, ``HFPredictor.expected_scores``) or ``greedy`` (the parsed
@@ -33,7 +39,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from preresq.data.benchmarks import card_from_config, read_benchmark
+from preresq.data.benchmarks import card_from_config, load_card, read_benchmark
 from preresq.data.rows import item_images
 from preresq.prompts import build_messages, pick_template
 
@@ -99,6 +105,58 @@ def score_split(cfg: DictConfig, model_path: str, card, records, readout: str = 
                             lambda record: _images(cfg, card, record), 64, readout)
 
 
+EVAL_CARD = "iqa_demo"  # the benchmark card (configs/benchmark/) of the demo's test split
+
+
+def check_test_card(cfg: DictConfig, card) -> None:
+    """Stop when the ``iqa_demo`` card describes another demo set than the one trained on."""
+    trained = OmegaConf.to_container(cfg.data.reader_args, resolve=True) or {}
+    if card.reader_args != trained:
+        raise ValueError(
+            f"the demo trains on data.reader_args={trained} but its evaluation reads "
+            f"configs/benchmark/{EVAL_CARD}.yaml with reader_args={card.reader_args}: the test "
+            f"split would be another set. Set the same values in both (configs/data/demo.yaml "
+            f"and configs/benchmark/{EVAL_CARD}.yaml).")
+
+
+def evaluation_overrides(cfg: DictConfig, model_path: str | Path) -> list[str]:
+    """``scripts/eval.py`` overrides that score ``model_path`` as the demo's last step does.
+
+    Greedy one-digit answers (``max_new_tokens`` = the training's completion length),
+    repetition penalty 1.0 as in the GRPO rollouts, the validation batch size.
+    """
+    return [f"suite={EVAL_CARD}", "model=tiny", "prompt=demo_digit",
+            f"model.name_or_path={model_path}",
+            f"max_new_tokens={int(cfg.trainer.args.max_completion_length)}",
+            "decoding.repetition_penalty=1.0", f"batch_size={int(cfg.validation.batch_size)}",
+            f"seed={int(cfg.seed)}", f"output_dir={Path(cfg.output_dir) / 'eval'}"]
+
+
+def _compose_eval(overrides: list[str]) -> DictConfig:
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():  # inside scripts/demo.py's @hydra.main: same configs/
+        from hydra import compose
+
+        return compose("eval", overrides)
+    from preresq.config import compose as compose_fresh
+
+    return compose_fresh("eval", overrides)
+
+
+def evaluate_demo(cfg: DictConfig, model_path: str | Path) -> dict:
+    """``evaluate()`` on ``model_path`` with the demo's own model, prompt and paths settings."""
+    from preresq.evaluation import evaluate
+
+    eval_cfg = _compose_eval(evaluation_overrides(cfg, model_path))
+    # The demo's own nodes (a tiny-model or cache override on the demo's command line holds
+    # here too), the checkpoint in place of the tiny model's folder.
+    eval_cfg.model = OmegaConf.merge(cfg.model, {"name_or_path": str(model_path)})
+    eval_cfg.prompt = cfg.prompt
+    eval_cfg.paths = cfg.paths
+    return evaluate(eval_cfg)
+
+
 def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
@@ -124,6 +182,15 @@ def plot_curves(stage_dir: Path, out_png: Path) -> None:
     plt.close(fig)
 
 
+def _no_nan(value):
+    """NaN (too few valid answers) as None, so that summary.json holds JSON null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, list | tuple):
+        return [_no_nan(v) for v in value]
+    return value
+
+
 def _fmt(x: float) -> str:
     return "  nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:5.3f}"
 
@@ -136,16 +203,18 @@ def run_demo(cfg: DictConfig) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     start = time.time()
     out = Path(cfg.output_dir)
-    # The demo always starts from the untrained model: a previous run's weights are replaced
-    # (otherwise training would refuse the finished stage folder).
-    for stale in (out / "warmup", out / "main"):
+    train_card = card_from_config(cfg.data)
+    test_card = load_card(EVAL_CARD, paths=cfg.paths)
+    check_test_card(cfg, test_card)
+    # The demo always starts from the untrained model: a previous run's weights and their
+    # evaluation are replaced (training would refuse the finished stage folder, and the
+    # evaluation would take the old predictions for the new weights').
+    for stale in (out / "warmup", out / "main", out / "eval"):
         if stale.is_dir():
             log.info("replacing the previous demo run's %s", stale)
             shutil.rmtree(stale)
     out.mkdir(parents=True, exist_ok=True)
-    train_card = card_from_config(cfg.data)
     train_records = read_benchmark(train_card)
-    test_card = card_from_config(cfg.data, overrides={"split": "test"})
     test_records = read_benchmark(test_card)
     log.info("demo set: %d train items, %d test items (%s)", len(train_records), len(test_records),
              test_card.media_root)
@@ -168,9 +237,10 @@ def run_demo(cfg: DictConfig) -> dict:
 
     png = out / "training_curves.png"
     plot_curves(stage, png)
-    def row(result: dict) -> dict:  # NaN (too few valid answers) is written as JSON null
-        return {k: None if isinstance(v, float) and math.isnan(v) else v
-                for k, v in result.items() if k != "n"}
+    results = evaluate_demo(cfg, chosen)["benchmarks"][EVAL_CARD]
+
+    def row(result: dict) -> dict:
+        return {k: _no_nan(v) for k, v in result.items() if k != "n"}
 
     summary = {
         "init": row(init),
@@ -178,6 +248,13 @@ def run_demo(cfg: DictConfig) -> dict:
         "after": row(after),
         "readout": readout,
         "test_items": len(test_records),
+        "evaluation": {  # evaluate() on the kept weights: greedy answers, bootstrap 95% CIs
+            "dir": str(out / "eval"),
+            **{k: _no_nan(results.get(k)) for k in ("n", "n_valid", "srcc", "plcc", "srcc_ci", "plcc_ci")},
+        },
+        "reward": {"preset": str(cfg.reward.preset),
+                   "params": OmegaConf.to_container(cfg.reward.params, resolve=True) or {}},
+        "seed": int(cfg.seed),
         "checkpoint": str(chosen),
         "seconds": round(time.time() - start, 1),
         "plot": str(png),
@@ -192,5 +269,8 @@ def run_demo(cfg: DictConfig) -> dict:
         r = summary[name]
         extra = f" {_fmt(r['srcc_greedy'])} |" if greedy else ""
         print(f"| {label} | {_fmt(r['srcc'])} | {_fmt(r['plcc'])} | {r['valid_rate']:.0%} |{extra}")
-    print(f"\nsummary: {out / 'summary.json'}\ncurves:  {png}\n({summary['seconds']:.0f} s)")
+    ev = summary["evaluation"]
+    print(f"\nevaluate() on the kept weights (greedy answers): SRCC {_fmt(ev['srcc'])}, "
+          f"PLCC {_fmt(ev['plcc'])}, {ev['n_valid']}/{ev['n']} valid; results in {ev['dir']}")
+    print(f"summary: {out / 'summary.json'}\ncurves:  {png}\n({summary['seconds']:.0f} s)")
     return summary

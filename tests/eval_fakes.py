@@ -12,9 +12,9 @@ from preresq.config import compose
 
 
 def fake_answer(images, sample: int = 0) -> str:
-    """A digit 1-5 from the pixels, or (for about one item in 8) an answer with no score."""
+    """A digit 1-5 from the pixels, or (for about one item in 7) an answer with no score."""
     h = int(hashlib.md5(images[0].tobytes() + bytes([sample])).hexdigest(), 16)
-    return "no idea" if h % 8 == 0 else str(1 + h % 5)
+    return "no idea" if h % 7 == 0 else str(1 + h % 5)
 
 
 class FakePredictor:

@@ -15,7 +15,29 @@ NUM_SCORES = {"preresq": 5, "preresq_vqa": 2, "visualquality_r1": 5, "q_insight"
 
 
 def test_every_preset_has_a_config():
-    assert {p.stem for p in REWARD_CONFIGS} == set(PRESETS)
+    presets = {OmegaConf.load(p).preset for p in REWARD_CONFIGS}
+    assert presets == set(PRESETS)
+    # A config named after a preset sets that preset; variants (preresq_pref) name theirs.
+    for path in REWARD_CONFIGS:
+        if path.stem in PRESETS:
+            assert OmegaConf.load(path).preset == path.stem
+
+
+def test_preference_only_variant_is_the_released_preset_with_two_weights_off():
+    """reward=preresq_pref: the preresq preset, released weights except balance and gt_rank."""
+    released = OmegaConf.load(CONFIG_DIR / "reward" / "preresq.yaml")
+    pref = OmegaConf.load(CONFIG_DIR / "reward" / "preresq_pref.yaml")
+    assert pref.preset == released.preset == "preresq"
+    changed = {k for k in released.params if pref.params[k] != released.params[k]}
+    assert changed == {"w_balance", "w_gt_rank", "balance_dims"}
+    assert (pref.params.w_balance, pref.params.w_gt_rank) == (0.0, 0.0)
+    assert set(pref.params) == set(released.params)
+    # It builds for the demo's one-digit answers (released balance_dims=4 would not).
+    funcs, _ = build_reward_funcs(pref, 1, "bare")
+    out = funcs[0](completions=["1", "2", "5", "x"], mos=[1.0, 1.0, 5.0, 5.0],
+                   item_id=["a", "a", "b", "b"])
+    assert out[3] == pytest.approx(-0.25 / 3)  # the invalid answer gets the floor
+    assert out[2] > out[3]  # a valid answer in the right order earns more than the floor
 
 
 @pytest.mark.parametrize("path", REWARD_CONFIGS, ids=lambda p: p.stem)

@@ -13,6 +13,7 @@ import torch.multiprocessing as mp
 
 from preresq.parsing import parse_answer
 from preresq.rewards import build_reward_funcs, group_batch, preresq_reward
+from preresq.rewards.trl import answer_histogram
 
 SCORES = [
     [4.10, 3.90, 4.20, 4.00, 3.70],
@@ -105,6 +106,27 @@ def test_adapter_accepts_plain_strings_and_logs_metrics():
         "rewards/preresq/triplet_rank",
         "rewards/preresq/spread_penalty",
     } <= set(logged)
+    # The answer histogram over the 3 valid answers (means 3.98, 2.18, 3.10).
+    hist = {d: logged[f"rewards/preresq/ans_{d}"] for d in range(1, 6)}
+    assert hist == pytest.approx({1: 0.0, 2: 1 / 3, 3: 1 / 3, 4: 1 / 3, 5: 0.0})
+
+
+def test_answer_histogram_shares_of_valid_answers_per_score_bin():
+    hist = answer_histogram(torch.tensor([1.0, 2.49, 2.5, 3.0, 3.0, 5.0, 4.51, 1.4]))
+    assert hist == pytest.approx({"ans_1": 2 / 8, "ans_2": 1 / 8, "ans_3": 3 / 8,
+                                  "ans_4": 0.0, "ans_5": 2 / 8})
+    assert answer_histogram(torch.tensor([])) == {}
+
+
+def test_histogram_shows_a_collapse_in_the_training_log():
+    """One-digit answers, the demo's layout: every valid answer "3" -> ans_3 = 1."""
+    funcs, _ = build_reward_funcs({"preset": "q_insight"}, 1, "bare")
+    funcs[0](completions=["3", "3", "3", "x", "3"], item_id=["a", "a", "b", "b", "b"],
+             mos=[1.0, 1.0, 5.0, 5.0, 5.0])
+    metrics = funcs[0].last_metrics
+    assert metrics["rewards/q_insight/ans_3"] == 1.0
+    assert metrics["rewards/q_insight/invalid_rate"] == pytest.approx(0.2)
+    assert sum(metrics[f"rewards/q_insight/ans_{d}"] for d in range(1, 6)) == pytest.approx(1.0)
 
 
 def test_adapter_adds_mos_and_parsed_score_to_the_completions_table():

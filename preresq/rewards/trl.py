@@ -17,9 +17,11 @@ item's K completions across processes), computes the preset's [B, K] rewards on 
 whole batch, and returns this process's slice. Every process computes the same numbers.
 
 Logging: after each call ``last_metrics`` holds, for the global batch, the mean of every
-component over valid responses (``rewards/<name>/<component>``) and the invalid-answer
-rate (``rewards/<name>/invalid_rate``); when TRL passes ``log_metric`` they are also
-logged through it, so they appear beside TRL's ``rewards/<name>/mean``.
+component over valid responses (``rewards/<name>/<component>``), the invalid-answer
+rate (``rewards/<name>/invalid_rate``) and the answer histogram: ``rewards/<name>/ans_<d>``
+is the share of valid answers whose score (the mean of its sub-scores) rounds to ``d``
+(halves up), for d = 1..5. A collapse onto one answer shows there first. When TRL passes
+``log_metric`` they are also logged through it, beside TRL's ``rewards/<name>/mean``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import torch.distributed as dist
 
 from preresq.parsing import completion_text, parse_answer
 from preresq.rewards.presets import format_reward
+from preresq.rewards.response import response_means
 
 
 @dataclass(frozen=True)
@@ -204,7 +207,25 @@ class GroupedReward:
                     metrics[f"{prefix}/{key}"] = (
                         values[batch.row, batch.col][valid].double().mean().item()
                     )
+            scores = response_means(batch.subscores)[batch.row, batch.col][valid]
+            metrics.update({f"{prefix}/{key}": share
+                            for key, share in answer_histogram(scores).items()})
         return metrics
+
+
+SCORE_BINS = (1, 2, 3, 4, 5)
+
+
+def answer_histogram(scores: torch.Tensor) -> dict[str, float]:
+    """``{"ans_<d>": share}``: the share of ``scores`` (valid answers) that round to each d.
+
+    Rounds halves up (floor(x + 0.5)), so 2.5 counts as 3; the shares sum to 1 for
+    scores in [0.5, 5.5), which every valid answer on the [1, 5] scale is.
+    """
+    if scores.numel() == 0:
+        return {}
+    bins = torch.floor(scores.double() + 0.5)
+    return {f"ans_{d}": (bins == d).double().mean().item() for d in SCORE_BINS}
 
 
 class FormatReward:
@@ -230,4 +251,4 @@ class FormatReward:
         ]
 
 
-__all__ = ["GroupedBatch", "group_batch", "gather_shards", "GroupedReward", "FormatReward"]
+__all__ = ["GroupedBatch", "SCORE_BINS", "answer_histogram", "group_batch", "gather_shards", "GroupedReward", "FormatReward"]
