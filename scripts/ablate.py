@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_overrides(variant: str, seed: int, steps: int, extra: list[str], folder: Path) -> list[str]:
-    return ["+experiment=demo", *VARIANTS[variant], f"seed={seed}", f"trainer.args.max_steps={steps}",
+    return ["+experiment=demo", *VARIANTS[variant], f"seed={seed}", f"trainer.max_steps={steps}",
             *extra, f"output_dir={folder}"]
 
 

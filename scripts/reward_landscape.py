@@ -27,19 +27,14 @@ from preresq.config import compose
 
 
 def training_shape(cfg: DictConfig) -> tuple[int, int]:
-    """(B, K) of one reward call: images and answers per image in a generation batch."""
-    args = cfg.trainer.args
-    k = int(args.num_generations)
-    batch = args.get("generation_batch_size")
-    if batch is None:
-        if args.get("per_device_train_batch_size") is None:
-            raise SystemExit("cannot tell the training shape: trainer.args has neither "
-                             "generation_batch_size nor per_device_train_batch_size")
-        steps = args.get("steps_per_generation") or args.get("gradient_accumulation_steps") or 1
-        batch = int(args.per_device_train_batch_size) * int(steps)
-    if int(batch) % k:
-        raise SystemExit(f"generation batch {batch} is not a multiple of num_generations={k}")
-    return int(batch) // k, k
+    """(B, K) of one reward call on one process: the items of a generation batch and the
+    answers per item. The schedule (preresq.training.schedule) makes one generation batch
+    per optimizer step, so B is the step's items per process."""
+    k = int(cfg.trainer.args.num_generations)
+    items = cfg.trainer.get("items_per_step")
+    if items is None:
+        raise SystemExit("cannot tell the training shape: trainer.items_per_step is not set")
+    return int(items), k
 
 
 def score_levels(cfg: DictConfig) -> list[float]:
