@@ -78,7 +78,7 @@ def test_short_demo_writes_summary_curves_and_table(tmp_path, capsys):
     rows = [json.loads(x) for x in (ev / "predictions" / "iqa_demo.jsonl").read_text().splitlines()]
     assert len(rows) == summary["test_items"] == summary["evaluation"]["n"]
     results = json.loads((ev / "results.json").read_text())
-    assert results["setup"]["model"]["name_or_path"] == str(stage / "best")
+    assert results["model_path"] == str(stage / "best")
     assert (ev / "results.md").is_file()
     assert (ev / "plots" / "iqa_demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Greedy answers both times: the evaluation agrees with the demo's own greedy readout.

@@ -39,10 +39,12 @@ def test_stage_configs_merge_overrides(tmp_path):
 
 # A random policy's answers are all unparseable, every reward in a group is equal, the
 # advantages are zero and GRPO rightly changes nothing. So the policy first gets the demo's
-# format warm-up (20 supervised steps on random digits) and samples at temperature 0.3, so
-# that most answers are one digit and the rewards of a group differ.
+# format warm-up (20 supervised steps on random digits) and samples at temperature 1, so
+# that the answers are one digit and spread over the digits: then some answers of a group
+# hit the score and the rewards of a group differ (at 0.3, all 8 answers of the first
+# steps missed both images' scores and GRPO rightly did nothing).
 DIGIT = ["prompt=demo_digit", "reward=q_insight", "trainer.args.max_completion_length=1",
-         "trainer.args.temperature=0.3"]
+         "trainer.args.temperature=1.0"]
 
 
 @pytest.fixture(scope="module")
