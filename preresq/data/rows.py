@@ -76,18 +76,23 @@ def item_images(record: Record, media_root: str | os.PathLike, min_pixels: int, 
         if not path.is_file():
             raise MediaError(f"missing media file {path} ({_where(record, line)})")
         try:
-            if record.modality == "image":
-                views = [open_image(path)]
-            else:
-                from preresq.data.video import load_views
-
-                views = [view.convert("RGB") for view in load_views(path, **dict(video_cfg or {}))]
+            views = media_views(path, record.modality, video_cfg)
         except MediaError:
             raise
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
             raise MediaError(f"cannot decode {path} ({_where(record, line)}): {e}") from e
         images.extend(resize_image(view, min_pixels, max_pixels) for view in views)
     return images
+
+
+def media_views(source, modality: str, video_cfg: Mapping | None = None) -> list[Image.Image]:
+    """The RGB pictures of one file as displayed, before resizing: the image itself (or an
+    opened PIL image), or a video's views (``preresq.data.video.load_views``)."""
+    if modality == "image" or isinstance(source, Image.Image):
+        return [open_image(source)]
+    from preresq.data.video import load_views
+
+    return [view.convert("RGB") for view in load_views(source, **dict(video_cfg or {}))]
 
 
 def _templates(prompt_cfg: Mapping) -> list[str] | str:

@@ -66,15 +66,9 @@ def file_images(source, modality: str, min_pixels: int, max_pixels: int,
                 video_cfg: dict | None = None) -> list:
     """The images the model sees for one input (a path or a PIL image), by the loaders
     evaluation uses."""
-    from preresq.data.image import open_image
-    from preresq.data.rows import resize_image
+    from preresq.data.rows import media_views, resize_image
 
-    if isinstance(source, Image.Image) or modality == "image":
-        views = [open_image(source)]
-    else:
-        from preresq.data.video import load_views
-
-        views = [view.convert("RGB") for view in load_views(source, **dict(video_cfg or {}))]
+    views = media_views(source, modality, video_cfg)
     return [resize_image(view, min_pixels, max_pixels) for view in views]
 
 
