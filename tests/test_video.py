@@ -226,6 +226,85 @@ def test_pyav_skips_frames_nothing_refers_to(clips):
     assert reader.frames_decoded < 39  # fewer than every frame up to the last wanted one
 
 
+def packets_in_decode_order(path) -> list[tuple[int, bool]]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [(p.pts, p.is_keyframe) for p in container.demux(container.streams.video[0])
+                if p.size]
+
+
+def test_pyav_decodes_nothing_fed_after_the_last_wanted_packet(tmp_path):
+    """Once the wanted frame's packet is in, the decoder is drained: the packets after it in
+    decode order (its reorder delay) are never decoded. In a fixed B-pyramid (decode order
+    0 4 2 1 3 8 6 5 7 ...), frame 8 needs 0, 4 and 8 only (2 is a reference B-frame decoded
+    before it); feeding on until 8 came out used to decode the reference B-frame 6 too."""
+    import av
+
+    path = tmp_path / "pyramid.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 25)
+        stream.options = {"crf": "12", "x264-params": "bframes=3:b-adapt=0:b-pyramid=normal:scenecut=0"}
+        for i in range(24):
+            frame = av.VideoFrame.from_ndarray(index_frame(i), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    reader = video_decode.PyAVReader(path, 1)
+    try:
+        starts = reader.index.starts
+        order = [starts.index(p) for p, _ in packets_in_decode_order(path)]
+        assert order[:9] == [0, 4, 2, 1, 3, 8, 6, 5, 7]
+        [(index, frame)] = list(reader.frames([8]))
+        decoded = sorted(starts.index(p) for p in reader._streams[0].decoded_pts)
+    finally:
+        reader.close()
+    assert (index, read_index(frame)) == (8, 8)
+    assert decoded == [0, 2, 4, 8]  # not 6 (fed after 8), nor 1 and 3 (nothing refers to them)
+
+
+@pytest.mark.parametrize("clip", ["gop8", "gop250"])
+def test_pyav_threads_give_the_same_frames_in_the_order_asked(clips, clip):
+    """Runs from different keyframes decode on different threads; the frames, their order
+    and the work done are those of one thread."""
+    asked = [3, 9, 17, 18, 33, 39, 4, 4, 25]
+    got = {}
+    for threads in (1, 2, 3):
+        reader = video_decode.PyAVReader(Path(clips[clip]), threads)
+        try:
+            got[threads] = ([(i, read_index(f)) for i, f in reader.frames(asked)], reader.frames_decoded,
+                            len(reader._streams))
+        finally:
+            reader.close()
+    assert got[1][0] == [(i, i) for i in asked]
+    assert got[2][:2] == got[1][:2] and got[3][:2] == got[1][:2]
+    assert (got[1][2], got[2][2], got[3][2]) == (1, 2, 3)  # one decoder per thread
+
+
+def test_pyav_runs_start_at_keyframes(clips):
+    reader = video_decode.PyAVReader(Path(clips["gop8"]), 1)
+    try:
+        pts = reader.index.starts
+        k = [pts.index(key) for key in reader.index.keys]  # x264 adds keyframes at scene cuts
+        assert k[2] - k[1] >= 3
+        asked = [k[1], k[1] + 1, k[2] - 1, k[2], k[3] + 1, k[1]]
+        runs = reader.runs([pts[i] for i in asked])
+    finally:
+        reader.close()
+    # One run per keyframe reached; going back starts a new one.
+    assert [[pts.index(t) for t in run] for run in runs] == [
+        [k[1], k[1] + 1, k[2] - 1], [k[2]], [k[3] + 1], [k[1]]]
+
+
+def test_num_threads_is_checked():
+    with pytest.raises(ValueError, match="num_threads"):
+        ViewSpec.from_cfg(num_threads=0)
+
+
 def test_pyav_reader_goes_back_for_an_earlier_frame(clips):
     reader = video_decode.PyAVReader(Path(clips["gop8"]), 1)
     try:

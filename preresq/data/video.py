@@ -34,8 +34,10 @@ Frames are shown as a player shows them: rotated phone clips upright, whichever 
 (``preresq.data.video_decode``). The frame table (timestamps, keyframes) comes from one
 pass over the packets, never from the header. PyAV decodes by default: it seeks to the
 keyframe before each needed frame, decodes forward without decoding the frames nothing
-refers to, and converts each needed frame to RGB at the size of its view; frames are
-dropped once their views are made, so memory holds one frame plus the small views. When
+refers to, and converts each needed frame to RGB at the size of its view. Stretches that
+start at different keyframes decode at once on ``num_threads`` threads (default 2), each
+with its own decoder; frames are dropped once their views are made, so memory holds a few
+frames per thread plus the small views. When
 PyAV cannot open or read a file, decord (seek by index, then Pillow resizing) does the
 same job; it is also used when asked (``backend: decord``).
 """
@@ -170,7 +172,7 @@ class ViewSpec:
     crop_size: tuple[int, int] | None = None
     crop_position: float = 0.5
     backend: str = "auto"
-    num_threads: int = 1
+    num_threads: int = 2
 
     @classmethod
     def from_cfg(cls, **cfg) -> ViewSpec:
@@ -222,6 +224,8 @@ class ViewSpec:
             raise ValueError(f"crop size must be an int or [w, h] >= 1, got {self.crop_size}")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.num_threads < 1:
+            raise ValueError(f"num_threads must be >= 1, got {self.num_threads}")
         for name in ("mosaic_max_pixels", "local_max_pixels"):
             if getattr(self, name) < self.factor * self.factor:
                 raise ValueError(f"{name} {getattr(self, name)} is below one {self.factor}x{self.factor} block")
@@ -292,7 +296,7 @@ def load_views(path: str | os.PathLike, **cfg) -> list[Image.Image]:
             evenly spread), ``mosaic_max_pixels`` (whole mosaic), ``local_max_pixels`` (each
             local frame), ``factor`` (side multiple), ``crop`` (None or ``{size, position}``),
             ``backend`` (``auto``: PyAV, then decord if PyAV cannot open or read the file,
-            with a warning; ``pyav``; ``decord``), ``num_threads`` (decoder threads). Missing keys take the defaults of ``ViewSpec``.
+            with a warning; ``pyav``; ``decord``), ``num_threads`` (threads decoding one clip: PyAV decodes that many keyframe-to-frame stretches at once; decord's FFmpeg threads). Missing keys take the defaults of ``ViewSpec``.
 
     Returns:
         RGB PIL images: the mosaic, then the local frames in time order, then the crop.

@@ -8,11 +8,12 @@ real frames, and the views can be chosen by time (``preresq.data.video.plan_view
 
 **Decoders** return frame ``i`` as an RGB array turned as a player shows it:
 
-* decord (the default) applies the display matrix of rotated phone clips itself; it is
-  used only when its own frame count equals the table's (else PyAV decodes the clip).
-* PyAV seeks to the keyframe before a wanted frame and decodes forward (frames nobody
-  asked for with ``skip_frame=NONREF``), then turns the frame by its display-matrix
-  rotation (``VideoFrame.rotation``, a multiple of 90 degrees counter-clockwise).
+* PyAV (the first choice) seeks to the keyframe before a wanted frame and decodes forward
+  (frames nobody asked for with ``skip_frame=NONREF``), stretches from different keyframes
+  on different threads, then turns the frame by its display-matrix rotation
+  (``VideoFrame.rotation``, a multiple of 90 degrees counter-clockwise).
+* decord (the fallback) applies the display matrix of rotated phone clips itself; it is
+  used only when its own frame count equals the table's (else it refuses the clip).
 
 Mirrored display matrices (rare) are not applied by either decoder.
 """
@@ -20,7 +21,6 @@ Mirrored display matrices (rare) are not applied by either decoder.
 from __future__ import annotations
 
 import bisect
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,75 +154,151 @@ class DecordReader:
         self._vr = None
 
 
-class PyAVReader:
-    """Frames by index through PyAV (the fallback, or ``backend: pyav``).
+class _PyAVStream:
+    """One open container of a clip and its video stream: one decoder, used by one thread."""
 
-    A needed frame is reached by seeking to the keyframe before it and decoding forward,
-    or by decoding on when no keyframe lies between the last frame returned and it.
+    def __init__(self, path: Path):
+        import av
+
+        self.path = path
+        self.decoded_pts: list[int] = []  # every frame this decoder returned (what seeking saves)
+        self.container = av.open(str(path))
+        try:
+            if not self.container.streams.video:
+                raise VideoDecodeError(f"{path}: no video stream")
+            self.stream = self.container.streams.video[0]
+            # One thread per decoder: a clip's threads decode different runs (PyAVReader);
+            # FFmpeg's default slice threading gains nothing on one-slice streams (x264's).
+            self.stream.codec_context.thread_count = 1
+        except BaseException:
+            self.container.close()
+            raise
+
+    def decode_run(self, run: Sequence[int], key: int) -> dict[int, object]:
+        """The frames of one run (see ``PyAVReader``), by timestamp: seek to the keyframe at
+        ``key``, feed packets until every target's packet is in, then drain the decoder.
+
+        Packets of frames nobody asked for are decoded with ``skip_frame=NONREF``: a frame
+        no other frame refers to (most B-frames) is then not decoded at all, about half the
+        work on an x264 clip. Draining instead of feeding on until the decoder lets the last
+        target out saves the frames after it (its reorder delay, about two packets).
+        """
+        self.container.seek(key, stream=self.stream, backward=True, any_frame=False)
+        codec = self.stream.codec_context
+        missing, got = set(run), {}
+
+        def keep(frames) -> None:
+            for frame in frames:
+                if frame.pts is None:
+                    raise VideoDecodeError(f"{self.path}: decoded a frame without timestamp")
+                self.decoded_pts.append(frame.pts)
+                if frame.pts in run:
+                    got[frame.pts] = frame
+
+        for packet in self.container.demux(self.stream):
+            if packet.pts is not None:
+                missing.discard(packet.pts)
+                codec.skip_frame = "DEFAULT" if packet.pts in run else "NONREF"
+            keep(codec.decode(packet))  # the empty packet at the stream's end drains it
+            if not missing:
+                codec.skip_frame = "DEFAULT"
+                keep(codec.decode(None))
+                break
+        return got
+
+    def close(self) -> None:
+        self.container.close()
+
+
+class PyAVReader:
+    """Frames by index through PyAV (``backend: pyav``, the first choice under ``auto``).
+
+    The wanted frames are cut into runs (``runs``): a run starts at the keyframe before its
+    first frame, and goes on while no keyframe lies before its next frame. Runs are
+    independent, so up to ``num_threads`` of them decode at once, each thread with its own
+    container and decoder (PyAV lets go of the GIL while FFmpeg decodes); frames come out in
+    the order asked, at most one run per thread held ahead.
     """
 
     def __init__(self, path: Path, num_threads: int, index: ClipIndex | None = None):
-        import av
-
         self._path = path
-        self.frames_decoded = 0  # frames the decoder returned so far (what seeking saves)
-        self._fed = -math.inf
-        self._container = av.open(str(path))
+        self._num_threads = max(1, int(num_threads))
+        self._streams = [_PyAVStream(path)]
         try:
-            if not self._container.streams.video:
-                raise VideoDecodeError(f"{path}: no video stream")
-            self._stream = self._container.streams.video[0]
-            self._stream.codec_context.thread_count = num_threads
-            self.index = index or index_packets(path, self._container, self._stream)
+            first = self._streams[0]
+            self.index = index or index_packets(path, first.container, first.stream)
         except BaseException:
-            self._container.close()
+            self.close()
             raise
         self._pts, self._keys = self.index.starts, self.index.keys
         self.num_frames = self.index.num_frames
 
-    def _decode_from(self, key: int, wanted: set[int]) -> Iterator:
-        """Frames in presentation order from the keyframe at timestamp ``key`` on.
+    @property
+    def frames_decoded(self) -> int:
+        """Frames the decoders returned so far, over all threads."""
+        return sum(len(s.decoded_pts) for s in self._streams)
 
-        Packets of frames nobody asked for are decoded with ``skip_frame=NONREF``: a frame
-        no other frame refers to (most B-frames) is then not decoded at all, about half the
-        work on an x264 clip. Wanted frames' packets are decoded in full.
-        """
-        self._container.seek(key, stream=self._stream, backward=True, any_frame=False)
-        codec = self._stream.codec_context
-        self._fed = -math.inf  # the largest timestamp sent to the decoder since the seek
-        for packet in self._container.demux(self._stream):
-            if packet.pts is not None:
-                self._fed = max(self._fed, packet.pts)
-                codec.skip_frame = "DEFAULT" if packet.pts in wanted else "NONREF"
-            decoded = codec.decode(packet)  # the empty packet at the end drains the decoder
-            self.frames_decoded += len(decoded)
-            yield from decoded
+    def runs(self, targets: Sequence[int]) -> list[list[int]]:
+        """The targets (timestamps, in the order asked) cut into runs decoded in one pass: a run
+        goes on while each next target lies ahead with no keyframe before it, so reaching it
+        from the keyframe before it (a seek) never costs more than decoding on."""
+        runs: list[list[int]] = []
+        for target in targets:
+            run = runs[-1] if runs else None
+            if run is None or target <= run[-1] or (bisect.bisect_right(self._keys, target) >
+                                                    bisect.bisect_right(self._keys, run[-1])):
+                runs.append([target])
+            else:
+                run.append(target)
+        return runs
+
+    def _key_before(self, target: int) -> int:
+        k = bisect.bisect_right(self._keys, target) - 1
+        return self._keys[k] if k >= 0 else self._pts[0]
 
     def decoded(self, indices: Sequence[int]) -> Iterator[tuple[int, object]]:
         """The wanted frames as PyAV ``VideoFrame``s, not converted (what the benchmark's floor
-        measures)."""
-        wanted = {self._pts[i] for i in indices}
-        decoded = None   # the running decoder (a generator), or None before the first seek
-        last_out = None  # the timestamp of the last frame it returned
-        for index in indices:
-            target = self._pts[index]
-            k = bisect.bisect_right(self._keys, target) - 1
-            key = self._keys[k] if k >= 0 else self._pts[0]
-            # Seek when a keyframe lies ahead of what was decoded, or to go back.
-            if decoded is None or key > self._fed or (last_out is not None and target <= last_out):
-                decoded, last_out = self._decode_from(key, wanted), None
-            for frame in decoded:  # leaving the loop early keeps the generator where it is
-                if frame.pts is None:
-                    raise VideoDecodeError(f"{self._path}: decoded a frame without timestamp")
-                last_out = frame.pts
-                if frame.pts == target:
-                    yield index, frame
-                    break
-                if frame.pts > target:
-                    raise VideoDecodeError(f"{self._path}: frame {index} (pts {target}) not produced "
-                                           f"by the decoder (got pts {frame.pts})")
-            else:
-                raise VideoDecodeError(f"{self._path}: stream ended before frame {index} (pts {target})")
+        measures), in the order asked."""
+        import queue
+        from concurrent.futures import ThreadPoolExecutor
+
+        targets = [self._pts[i] for i in indices]
+        index_of = dict(zip(targets, indices))
+        runs = self.runs(targets)
+        threads = min(self._num_threads, len(runs))
+        while len(self._streams) < threads:
+            self._streams.append(_PyAVStream(self._path))
+        free: queue.SimpleQueue = queue.SimpleQueue()
+        for stream in self._streams[:max(threads, 1)]:
+            free.put(stream)
+
+        def decode(run: list[int]) -> dict[int, object]:
+            stream = free.get()  # never waits: a thread takes one, and gives it back
+            try:
+                return stream.decode_run(run, self._key_before(run[0]))
+            finally:
+                free.put(stream)
+
+        def frames(run: list[int], got: dict[int, object]) -> Iterator[tuple[int, object]]:
+            for target in run:
+                if target not in got:
+                    raise VideoDecodeError(f"{self._path}: frame {index_of[target]} (pts {target}) "
+                                           "not produced by the decoder")
+                yield index_of[target], got[target]
+
+        if threads <= 1:
+            for run in runs:
+                yield from frames(run, decode(run))
+            return
+        with ThreadPoolExecutor(threads, thread_name_prefix="pyav") as pool:
+            pending = []
+            for run in runs:
+                pending.append((run, pool.submit(decode, run)))
+                if len(pending) > threads:
+                    done_run, future = pending.pop(0)
+                    yield from frames(done_run, future.result())
+            for done_run, future in pending:
+                yield from frames(done_run, future.result())
 
     def frames(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
         for index, frame in self.decoded(indices):
@@ -234,4 +310,5 @@ class PyAVReader:
             yield index, AVPicture(frame, reformatters)
 
     def close(self) -> None:
-        self._container.close()
+        for stream in self._streams:
+            stream.close()
