@@ -193,3 +193,79 @@ def test_truncated_image_raises_naming_it(tmp_path):
     (tmp_path / "t.png").write_bytes(data[: len(data) // 2])
     with pytest.raises(MediaError, match=r"t\.png.*label line 4"):
         model_pixels(tmp_path / "t.png", line=4)
+
+
+# --------------------------------------------------------------------------- colour profiles
+
+# Display P3's primaries adapted to D50 (as Apple's profile states them), with a 2.2 gamma.
+P3_COLORANTS = [(0.515102, 0.241182, -0.001050), (0.291965, 0.692236, 0.041882),
+                (0.157153, 0.066574, 0.784073)]
+# LittleCMS's built-in sRGB, D50-adapted (the PCS of ICC profiles).
+SRGB_COLORANTS = [(0.436041, 0.222485, 0.013920), (0.385113, 0.716905, 0.097067),
+                  (0.143046, 0.060610, 0.713913)]
+
+
+def icc_profile(description: str, colorants, gamma: float) -> bytes:
+    """A minimal ICC v2 display profile (matrix and gamma curves), written by hand."""
+    def fixed(x):
+        return struct.pack(">i", round(x * 65536))
+
+    def xyz(x, y, z):
+        return b"XYZ \0\0\0\0" + fixed(x) + fixed(y) + fixed(z)
+
+    text = description.encode("ascii") + b"\0"
+    tags = {b"desc": b"desc\0\0\0\0" + struct.pack(">I", len(text)) + text + b"\0" * 8 + b"\0" * 3 + b"\0" * 67,
+            b"cprt": b"text\0\0\0\0" + b"none\0",
+            b"wtpt": xyz(0.9642, 1.0, 0.8249)}
+    for name, colorant in zip((b"rXYZ", b"gXYZ", b"bXYZ"), colorants, strict=True):
+        tags[name] = xyz(*colorant)
+    for name in (b"rTRC", b"gTRC", b"bTRC"):
+        tags[name] = b"curv\0\0\0\0" + struct.pack(">IH", 1, round(gamma * 256)) + b"\0\0"
+    table, data = b"", b""
+    offset = 128 + 4 + 12 * len(tags)
+    for name, body in tags.items():
+        body += b"\0" * (-len(body) % 4)
+        table += name + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    size = offset + len(data)
+    header = (struct.pack(">I", size) + b"\0" * 4 + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ "
+              + struct.pack(">6H", 2026, 1, 1, 0, 0, 0) + b"acsp" + b"\0" * 28 + fixed(0.9642)
+              + fixed(1.0) + fixed(0.8249) + b"\0" * 48)
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + table + data
+
+
+def p3_to_srgb(rgb) -> np.ndarray:
+    """The colour-managed answer, worked out independently: P3 (gamma 2.2) -> XYZ (D50) -> sRGB."""
+    linear = (np.asarray(rgb, float) / 255) ** 2.2
+    xyz = np.array(P3_COLORANTS).T @ linear
+    srgb = np.clip(np.linalg.solve(np.array(SRGB_COLORANTS).T, xyz), 0, 1)
+    encoded = np.where(srgb <= 0.0031308, 12.92 * srgb, 1.055 * srgb ** (1 / 2.4) - 0.055)
+    return np.rint(encoded * 255)
+
+
+@pytest.mark.parametrize("colour", [(200, 120, 60), (60, 160, 90), (128, 128, 128)])
+def test_display_p3_photo_is_shown_in_srgb(tmp_path, colour):
+    """Beyond the issue: an iPhone photo tagged Display P3. Read as sRGB, its colours are
+    duller than what a colour-managed viewer shows; converted, they match the maths."""
+    profile = icc_profile("Display P3 (test)", P3_COLORANTS, 2.2)
+    Image.new("RGB", (56, 28), colour).save(tmp_path / "p3.png", icc_profile=profile)
+    pixels = model_pixels(tmp_path / "p3.png")
+    expected = p3_to_srgb(colour)
+    assert np.abs(pixels - expected).max() <= 2
+    if colour != (128, 128, 128):
+        assert np.abs(expected - colour).max() >= 15  # the profile matters for these colours
+    # Opened first by the caller (the scoring API's PIL input): the same pixels.
+    with Image.open(tmp_path / "p3.png") as image:
+        assert np.array_equal(np.asarray(open_image(image)), pixels)
+
+
+def test_srgb_and_unreadable_profiles_leave_pixels_alone(tmp_path, caplog):
+    colour = (200, 120, 60)
+    Image.new("RGB", (56, 28), colour).save(
+        tmp_path / "srgb.png", icc_profile=icc_profile("sRGB IEC61966-2.1", SRGB_COLORANTS, 2.2))
+    assert np.all(model_pixels(tmp_path / "srgb.png") == colour)
+    Image.new("RGB", (56, 28), colour).save(tmp_path / "bad.png", icc_profile=b"not a profile" * 20)
+    with caplog.at_level("WARNING", logger="preresq.data.image"):
+        assert np.all(model_pixels(tmp_path / "bad.png") == colour)
+    assert "bad.png: its ICC profile cannot be read" in caplog.text

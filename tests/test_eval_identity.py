@@ -78,6 +78,36 @@ def test_changed_decoding_or_pixels_is_refused_and_named(tmp_path):
         evaluate(eval_cfg(tmp_path, "limit=4", "model.max_pixels=50176"), predictor=FakePredictor())
 
 
+def test_changed_image_loading_is_refused_and_named(tmp_path, monkeypatch):
+    """Predictions made from other pixels (an earlier loader without colour profiles, say)
+    are not reused: the loader's rules are part of the identity."""
+    import preresq.data.image as image
+
+    evaluate(eval_cfg(tmp_path, "limit=4"), predictor=FakePredictor())
+    identity = json.loads((tmp_path / "identity.json").read_text())
+    assert identity["media"] == {"image": image.DISPLAY_RULES}
+    monkeypatch.setattr(image, "DISPLAY_RULES", "EXIF orientation")
+    with pytest.raises(IdentityMismatchError, match=r'media.image: "EXIF turned, .*, ICC to sRGB" -> "EXIF orientation"'):
+        evaluate(eval_cfg(tmp_path, "limit=4"), predictor=FakePredictor())
+
+
+def test_video_thread_count_is_not_identity():
+    from omegaconf import OmegaConf
+
+    from preresq.evaluation.decoding import Decoding
+    from preresq.evaluation.predict import ItemPrompt
+
+    module = importlib.import_module("preresq.evaluation.evaluate")
+    cfg = eval_cfg("unused", "prompt=default")
+    prompts = {"video": ItemPrompt.from_cfg(cfg.prompt.get("video"), "video")}
+    ids = []
+    for threads in (1, 2):
+        OmegaConf.update(cfg, "video.num_threads", threads)
+        ids.append(module.identity_of(cfg, [], Decoding(), prompts, None))
+    assert ids[0] == ids[1] and "num_threads" not in ids[0]["video"]
+    assert ids[0]["video"]["grid"] == [4, 4] and "media" not in ids[0]  # the views are in it
+
+
 def test_folder_without_identity_but_with_predictions_is_refused(tmp_path):
     (tmp_path / "predictions").mkdir()
     (tmp_path / "predictions" / "iqa_demo.jsonl").write_text('{"id": "x", "gt": 3, "pred": 3}\n')

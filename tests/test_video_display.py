@@ -225,3 +225,38 @@ def test_avi_header_that_lies_about_the_frame_count(tmp_path, claimed, backend, 
     mosaic, *local = views(lying, backend, monkeypatch)
     assert tile_indices(mosaic, 4, 4) == frame_indices(40, 16)
     assert [read_index(v) for v in local] == [10, 20, 30]
+
+
+# --------------------------------------------------------------------------- damage
+
+
+def _remux(src: str, dst: Path, **options) -> Path:
+    import av
+
+    with av.open(src) as i, av.open(str(dst), "w", options=options) as o:
+        stream = o.add_stream_from_template(i.streams.video[0])
+        for packet in i.demux(i.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                o.mux(packet)
+    return dst
+
+
+@pytest.mark.parametrize("backend", ["pyav", "decord", "auto"])
+@pytest.mark.parametrize("name", ["fast.mp4", "clip.mkv"])
+def test_truncated_clip_is_refused_naming_it(tmp_path, name, backend):
+    """Beyond the issue: a download cut short. An MP4 with its index first (faststart) lists
+    every frame but holds only some; a cut Matroska file just stops. Both used to give
+    views spread over the part that survived; now both are refused, whichever backend."""
+    import av.logging
+
+    source = write_clip(tmp_path / "source.mp4", 120, gop=8)
+    whole = _remux(source, tmp_path / name, **({"movflags": "faststart"} if name.endswith("mp4") else {}))
+    data = whole.read_bytes()
+    cut = tmp_path / f"cut_{name}"
+    cut.write_bytes(data[:len(data) * 6 // 10])
+    mosaic, *local = load_views(whole, backend=backend, **SMALL)
+    assert [read_index(v) for v in local] == [30, 60, 90]  # the whole file is fine
+    with pytest.raises(video_decode.VideoDecodeError, match=rf"cut_{name}.*truncated"):
+        load_views(cut, backend=backend, **SMALL)
+    assert av.logging.get_level() is None and av.logging.get_skip_repeated()  # as PyAV keeps them

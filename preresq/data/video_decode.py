@@ -21,7 +21,9 @@ Mirrored display matrices (rare) are not applied by either decoder.
 from __future__ import annotations
 
 import bisect
+import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,17 +51,59 @@ class ClipIndex:
         return len(self.starts)
 
 
+_LOG_LEVEL_LOCK = threading.Lock()
+
+
+@contextmanager
+def ffmpeg_errors() -> Iterator[list[tuple[int, str, str]]]:
+    """The (level, component, message) of every error FFmpeg reports in this thread meanwhile.
+
+    PyAV keeps FFmpeg's log off; it is switched to errors only for the duration (one pass
+    over a clip's packets, milliseconds), under a lock so that two threads do not undo each
+    other's setting, and put back as it was (so is PyAV's skipping of repeated messages). Errors another thread reports in that window
+    reach Python's ``libav.*`` loggers.
+    """
+    import av.logging
+
+    with _LOG_LEVEL_LOCK:
+        before, skip_before = av.logging.get_level(), av.logging.get_skip_repeated()
+        if before is None or before < av.logging.ERROR:
+            av.logging.set_level(av.logging.ERROR)
+        # PyAV drops a message equal to the last one logged, even from an earlier file.
+        av.logging.set_skip_repeated(False)
+        try:
+            with av.logging.Capture(local=True) as logs:
+                yield logs
+        finally:
+            av.logging.set_level(before)
+            av.logging.set_skip_repeated(skip_before)
+
+
 def index_packets(path: Path, container, stream) -> ClipIndex:
-    """The frame table of an open PyAV container's video stream (demuxes, decodes nothing)."""
-    pts, keys = [], []
-    for packet in container.demux(stream):
-        if packet.size == 0:  # the demuxer's end-of-stream flush packet
-            continue
-        if packet.pts is None:
-            raise VideoDecodeError(f"{path}: packets without timestamps; cannot index frames")
-        pts.append(packet.pts)
-        if packet.is_keyframe:
-            keys.append(packet.pts)
+    """The frame table of an open PyAV container's video stream (demuxes, decodes nothing).
+
+    Raises ``VideoDecodeError`` for a damaged or truncated file: a packet the demuxer could
+    not read whole, or an error it reports (a Matroska file cut short only says so in its
+    log: "File ended prematurely"). Such a clip would otherwise show the model only the
+    part before the damage, spread over the whole mosaic.
+    """
+    pts, keys, broken = [], [], []
+    with ffmpeg_errors() as errors:
+        for packet in container.demux(stream):
+            if packet.size == 0:  # the demuxer's end-of-stream flush packet
+                continue
+            if packet.pts is None:
+                raise VideoDecodeError(f"{path}: packets without timestamps; cannot index frames")
+            if packet.is_corrupt:
+                broken.append(float(packet.pts * stream.time_base))
+            pts.append(packet.pts)
+            if packet.is_keyframe:
+                keys.append(packet.pts)
+    if broken or errors:
+        said = "; ".join(f"{name}: {message.strip()}" for _, name, message in errors[:3])
+        where = f"incomplete packet at {broken[0]:.2f} s" if broken else "the demuxer reports errors"
+        raise VideoDecodeError(f"{path}: damaged or truncated file ({where}{': ' + said if said else ''}); "
+                               f"{len(pts)} frames readable. Re-download or re-encode it.")
     return ClipIndex(starts=sorted(pts), keys=sorted(keys))
 
 
@@ -263,7 +307,7 @@ class PyAVReader:
         from concurrent.futures import ThreadPoolExecutor
 
         targets = [self._pts[i] for i in indices]
-        index_of = dict(zip(targets, indices))
+        index_of = dict(zip(targets, indices, strict=True))
         runs = self.runs(targets)
         threads = min(self._num_threads, len(runs))
         while len(self._streams) < threads:
