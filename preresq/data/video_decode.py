@@ -218,9 +218,10 @@ class _PyAVStream:
             self.container.close()
             raise
 
-    def decode_run(self, run: Sequence[int], key: int) -> dict[int, object]:
-        """The frames of one run (see ``PyAVReader``), by timestamp: seek to the keyframe at
-        ``key``, feed packets until every target's packet is in, then drain the decoder.
+    def run_frames(self, run: Sequence[int], key: int) -> Iterator[tuple[int, object]]:
+        """The frames of one run (see ``PyAVReader``) as they are decoded, ``(pts, frame)`` in
+        presentation order: seek to the keyframe at ``key``, feed packets until every target's
+        packet is in, then drain the decoder.
 
         Packets of frames nobody asked for are decoded with ``skip_frame=NONREF``: a frame
         no other frame refers to (most B-frames) is then not decoded at all, about half the
@@ -229,26 +230,23 @@ class _PyAVStream:
         """
         self.container.seek(key, stream=self.stream, backward=True, any_frame=False)
         codec = self.stream.codec_context
-        missing, got = set(run), {}
+        wanted, missing = set(run), set(run)
 
-        def keep(frames) -> None:
-            for frame in frames:
-                if frame.pts is None:
-                    raise VideoDecodeError(f"{self.path}: decoded a frame without timestamp")
-                self.decoded_pts.append(frame.pts)
-                if frame.pts in run:
-                    got[frame.pts] = frame
+        def kept(frames) -> Iterator[tuple[int, object]]:
+            if any(frame.pts is None for frame in frames):
+                raise VideoDecodeError(f"{self.path}: decoded a frame without timestamp")
+            self.decoded_pts.extend(frame.pts for frame in frames)
+            return ((frame.pts, frame) for frame in frames if frame.pts in wanted)
 
         for packet in self.container.demux(self.stream):
             if packet.pts is not None:
                 missing.discard(packet.pts)
-                codec.skip_frame = "DEFAULT" if packet.pts in run else "NONREF"
-            keep(codec.decode(packet))  # the empty packet at the stream's end drains it
+                codec.skip_frame = "DEFAULT" if packet.pts in wanted else "NONREF"
+            yield from kept(codec.decode(packet))  # the empty packet at the stream's end drains it
             if not missing:
                 codec.skip_frame = "DEFAULT"
-                keep(codec.decode(None))
-                break
-        return got
+                yield from kept(codec.decode(None))
+                return
 
     def close(self) -> None:
         self.container.close()
@@ -302,47 +300,69 @@ class PyAVReader:
 
     def decoded(self, indices: Sequence[int]) -> Iterator[tuple[int, object]]:
         """The wanted frames as PyAV ``VideoFrame``s, not converted (what the benchmark's floor
-        measures), in the order asked."""
+        measures), in the order asked. With threads, each frame is handed over as soon as
+        it is decoded, so the caller converts it while the decoders go on."""
         import queue
+        from collections import deque
         from concurrent.futures import ThreadPoolExecutor
 
         targets = [self._pts[i] for i in indices]
         index_of = dict(zip(targets, indices, strict=True))
         runs = self.runs(targets)
         threads = min(self._num_threads, len(runs))
-        while len(self._streams) < threads:
+        while len(self._streams) < max(threads, 1):
             self._streams.append(_PyAVStream(self._path))
-        free: queue.SimpleQueue = queue.SimpleQueue()
-        for stream in self._streams[:max(threads, 1)]:
-            free.put(stream)
 
-        def decode(run: list[int]) -> dict[int, object]:
-            stream = free.get()  # never waits: a thread takes one, and gives it back
-            try:
-                return stream.decode_run(run, self._key_before(run[0]))
-            finally:
-                free.put(stream)
-
-        def frames(run: list[int], got: dict[int, object]) -> Iterator[tuple[int, object]]:
-            for target in run:
-                if target not in got:
+        def in_order(run: list[int], produced: Iterator) -> Iterator[tuple[int, object]]:
+            # A run's targets ascend and frames come out in presentation order: any gap is a
+            # frame the decoder never produced.
+            expected = iter(run)
+            for target in expected:
+                pts, frame = next(produced, (None, None))
+                if pts != target:
                     raise VideoDecodeError(f"{self._path}: frame {index_of[target]} (pts {target}) "
                                            "not produced by the decoder")
-                yield index_of[target], got[target]
+                yield index_of[target], frame
 
         if threads <= 1:
             for run in runs:
-                yield from frames(run, decode(run))
+                yield from in_order(run, self._streams[0].run_frames(run, self._key_before(run[0])))
             return
+
+        free: queue.SimpleQueue = queue.SimpleQueue()
+        for stream in self._streams[:threads]:
+            free.put(stream)
+        end = object()
+
+        def work(run: list[int], out: queue.SimpleQueue) -> None:
+            stream = free.get()  # never waits: at most `threads` runs decode at once
+            try:
+                for item in stream.run_frames(run, self._key_before(run[0])):
+                    out.put(item)
+                out.put(end)
+            except BaseException as e:  # raised again where the frames are read
+                out.put(e)
+            finally:
+                free.put(stream)
+
+        def received(out: queue.SimpleQueue) -> Iterator:
+            while (item := out.get()) is not end:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+
         with ThreadPoolExecutor(threads, thread_name_prefix="pyav") as pool:
-            pending = []
+            pending: deque = deque()
             for run in runs:
-                pending.append((run, pool.submit(decode, run)))
-                if len(pending) > threads:
-                    done_run, future = pending.pop(0)
-                    yield from frames(done_run, future.result())
-            for done_run, future in pending:
-                yield from frames(done_run, future.result())
+                out: queue.SimpleQueue = queue.SimpleQueue()
+                pool.submit(work, run, out)
+                pending.append((run, out))
+                if len(pending) > threads:  # at most one run per thread decoded ahead
+                    done, out = pending.popleft()
+                    yield from in_order(done, received(out))
+            while pending:
+                done, out = pending.popleft()
+                yield from in_order(done, received(out))
 
     def frames(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
         for index, frame in self.decoded(indices):
