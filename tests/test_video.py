@@ -378,3 +378,25 @@ def test_both_backends_failing_names_both_reasons(clips, monkeypatch):
     with pytest.raises(VideoDecodeError, match=r"gop8\.mp4: cannot decode \(pyav: .*Invalid data.*; "
                                                r"decord: ERROR opening\)"):
         load_views(clips["gop8"], **SMALL)
+
+
+def test_bench_video_measures_every_kind(clips):
+    """scripts/bench_video.py's measurements run (on a small clip; its figures are printed by
+    the script, not asserted): each kind gives the same views, and the floor decodes fewer
+    frames than the clip has."""
+    import importlib.util
+
+    from preresq.paths import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("bench_video", REPO_ROOT / "scripts" / "bench_video.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    got = {kind: bench.measure(kind, clips["gop8"]) for kind in bench.KINDS}
+    for row in got.values():  # (peak memory means something only in the script's fresh processes)
+        assert row["seconds"] > 0 and row["cold_seconds"] > 0
+    views = {got[k]["detail"] for k in bench.KINDS if k.startswith("views")}
+    assert len(views) == 1  # every backend and thread count: the same view sizes
+    wanted, decoded = (int(w) for w in got["floor"]["detail"].split()[::3][:2])
+    assert wanted == 19 and wanted <= decoded < 40
+    assert got["floor_1thread"]["detail"] == got["floor"]["detail"]
+    assert got["all_frames"]["detail"].startswith("40 frames")
