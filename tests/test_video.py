@@ -51,7 +51,8 @@ def read_index(image) -> int:
     return sum(int(bit) << (BITS - 1 - k) for k, bit in enumerate(bits))
 
 
-def write_clip(path, num_frames: int, gop: int = 8, codec: str = "libx264") -> str:
+def write_clip(path, num_frames: int, gop: int = 8, codec: str = "libx264",
+               options: dict | None = None) -> str:
     import av
 
     with av.open(str(path), "w") as out:
@@ -60,7 +61,8 @@ def write_clip(path, num_frames: int, gop: int = 8, codec: str = "libx264") -> s
         stream.gop_size = gop
         stream.codec_context.time_base = Fraction(1, 25)
         if codec == "libx264":
-            stream.options = {"crf": "12", "bf": "3"}  # B-frames: decode order != display order
+            # B-frames: decode order != display order
+            stream.options = options or {"crf": "12", "bf": "3"}
         for i in range(num_frames):
             frame = av.VideoFrame.from_ndarray(index_frame(i), format="rgb24")
             frame.pts = i
@@ -239,21 +241,8 @@ def test_pyav_decodes_nothing_fed_after_the_last_wanted_packet(tmp_path):
     decode order (its reorder delay) are never decoded. In a fixed B-pyramid (decode order
     0 4 2 1 3 8 6 5 7 ...), frame 8 needs 0, 4 and 8 only (2 is a reference B-frame decoded
     before it); feeding on until 8 came out used to decode the reference B-frame 6 too."""
-    import av
-
-    path = tmp_path / "pyramid.mp4"
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-        stream.codec_context.time_base = Fraction(1, 25)
-        stream.options = {"crf": "12", "x264-params": "bframes=3:b-adapt=0:b-pyramid=normal:scenecut=0"}
-        for i in range(24):
-            frame = av.VideoFrame.from_ndarray(index_frame(i), format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    path = Path(write_clip(tmp_path / "pyramid.mp4", 24, gop=250, options={
+        "crf": "12", "x264-params": "bframes=3:b-adapt=0:b-pyramid=normal:scenecut=0"}))
     reader = video_decode.PyAVReader(path, 1)
     try:
         starts = reader.index.starts
