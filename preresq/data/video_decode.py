@@ -310,8 +310,6 @@ class PyAVReader:
         index_of = dict(zip(targets, indices, strict=True))
         runs = self.runs(targets)
         threads = min(self._num_threads, len(runs))
-        while len(self._streams) < max(threads, 1):
-            self._streams.append(_PyAVStream(self._path))
 
         def in_order(run: list[int], produced: Iterator) -> Iterator[tuple[int, object]]:
             # A run's targets ascend and frames come out in presentation order: any gap is a
@@ -330,20 +328,26 @@ class PyAVReader:
             return
 
         free: queue.SimpleQueue = queue.SimpleQueue()
-        for stream in self._streams[:threads]:
+        for stream in self._streams:
             free.put(stream)
         end = object()
 
         def work(run: list[int], out: queue.SimpleQueue) -> None:
-            stream = free.get()  # never waits: at most `threads` runs decode at once
+            stream = None
             try:
+                try:
+                    stream = free.get_nowait()
+                except queue.Empty:  # opened here, so the first run does not wait for it
+                    stream = _PyAVStream(self._path)
+                    self._streams.append(stream)  # at most `threads`: one per run decoding at once
                 for item in stream.run_frames(run, self._key_before(run[0])):
                     out.put(item)
                 out.put(end)
             except BaseException as e:  # raised again where the frames are read
                 out.put(e)
             finally:
-                free.put(stream)
+                if stream is not None:
+                    free.put(stream)
 
         def received(out: queue.SimpleQueue) -> Iterator:
             while (item := out.get()) is not end:
