@@ -23,7 +23,7 @@ is reported as ``*_cold_s``. Each comes with the process CPU time (all threads);
 memory is the subprocess's ``ru_maxrss`` minus its RSS just before the first run (the
 interpreter and libraries).
 
-Usage: ``OMP_NUM_THREADS=1 python scripts/bench_video.py [--repeats 3] [--json]``.
+Usage: ``OMP_NUM_THREADS=1 python scripts/bench_video.py [--repeats 5] [--json]``.
 ``--json`` prints one line: ``{"clip": {...}, "gop250": M, "gop30": M}`` where each ``M``
 has ``views_s``, ``floor_s``, ``all_frames_s`` and ``views_peak_mb``, ``floor_peak_mb``,
 ``all_frames_peak_mb`` (plus ``views_decord_s``, ``views_pyav_s``, ``views_1thread_s``,
@@ -176,7 +176,7 @@ def bench_clip(path: Path, repeats: int) -> tuple[dict, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3, help="runs per operation (median)")
+    parser.add_argument("--repeats", type=int, default=5, help="processes per operation (median)")
     parser.add_argument("--json", action="store_true", help="print one JSON line (see the docstring)")
     parser.add_argument("--measure", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
