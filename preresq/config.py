@@ -27,6 +27,14 @@ def compose(config_name: str = "train", overrides: Sequence[str] = ()) -> DictCo
         return hydra_compose(config_name=config_name, overrides=list(overrides))
 
 
+def check_overrides(overrides: Sequence[str]) -> None:
+    """Stop (``SystemExit``) naming the command-line words that are not ``key=value``
+    Hydra overrides, before anything is composed or run."""
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise SystemExit(f"not a Hydra override (key=value): {bad}")
+
+
 def load_paths(overrides: dict | None = None) -> DictConfig:
     """The ``paths`` group alone (``configs/paths/default.yaml``), resolved."""
     cfg = OmegaConf.create({"paths": OmegaConf.load(CONFIG_DIR / "paths" / "default.yaml")})

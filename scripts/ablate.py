@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from preresq.ablation import VARIANTS, read_run, run_dir, write_report
+from preresq.config import check_overrides
 from preresq.paths import REPO_ROOT
 
 DEMO_STEPS = 600  # configs/experiment/demo.yaml's max_steps
@@ -63,9 +64,7 @@ def prepare_folder(folder: Path, overrides: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
-    bad = [o for o in ns.overrides if "=" not in o]
-    if bad:
-        raise SystemExit(f"not a Hydra override (key=value): {bad}")
+    check_overrides(ns.overrides)
     out = ns.out.resolve()
     command = "python scripts/ablate.py " + shlex.join(
         ["--rewards", *ns.rewards, "--seeds", *map(str, ns.seeds), "--steps", str(ns.steps), *ns.overrides])

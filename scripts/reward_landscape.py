@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from omegaconf import DictConfig, OmegaConf
 
 import preresq.config  # noqa: F401  (registers the repo_root resolver)
-from preresq.config import compose
+from preresq.config import check_overrides, compose
 
 
 def training_shape(cfg: DictConfig) -> tuple[int, int]:
@@ -64,9 +64,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
     from preresq.rewards.registry import build_reward_funcs
 
     ns = build_parser().parse_args(argv)
-    bad = [o for o in ns.overrides if "=" not in o]
-    if bad:
-        raise SystemExit(f"not a Hydra override (key=value): {bad}")
+    check_overrides(ns.overrides)
     cfg = compose("train", ["+experiment=demo", *ns.overrides])
     prompt = cfg.prompt.image
     if int(prompt.num_scores) != 1 or prompt.answer_format != "bare":

@@ -21,8 +21,11 @@ Mirrored display matrices (rare) are not applied by either decoder.
 from __future__ import annotations
 
 import bisect
+import queue
 import threading
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -314,31 +317,27 @@ class PyAVReader:
         """The wanted frames as PyAV ``VideoFrame``s, not converted (what the benchmark's floor
         measures), in the order asked. With threads, each frame is handed over as soon as
         it is decoded, so the caller converts it while the decoders go on."""
-        import queue
-        from collections import deque
-        from concurrent.futures import ThreadPoolExecutor
-
         targets = [self._pts[i] for i in indices]
         index_of = dict(zip(targets, indices, strict=True))
         runs = self.runs(targets)
         threads = min(self._num_threads, len(runs))
-
-        def in_order(run: list[int], produced: Iterator) -> Iterator[tuple[int, object]]:
+        if threads <= 1:
+            produced = ((run, self._streams[0].run_frames(run, self._key_before(run[0]))) for run in runs)
+        else:
+            produced = self._on_threads(runs, threads)
+        for run, frames in produced:
             # A run's targets ascend and frames come out in presentation order: any gap is a
             # frame the decoder never produced.
-            expected = iter(run)
-            for target in expected:
-                pts, frame = next(produced, (None, None))
+            for target in run:
+                pts, frame = next(frames, (None, None))
                 if pts != target:
                     raise VideoDecodeError(f"{self._path}: frame {index_of[target]} (pts {target}) "
                                            "not produced by the decoder")
                 yield index_of[target], frame
 
-        if threads <= 1:
-            for run in runs:
-                yield from in_order(run, self._streams[0].run_frames(run, self._key_before(run[0])))
-            return
-
+    def _on_threads(self, runs: list[list[int]], threads: int) -> Iterator[tuple[list[int], Iterator]]:
+        """Each run with the iterator of its ``(pts, frame)``, decoded on ``threads`` threads;
+        at most one run per thread is decoded ahead of the one being read."""
         free: queue.SimpleQueue = queue.SimpleQueue()
         for stream in self._streams:
             free.put(stream)
@@ -373,12 +372,12 @@ class PyAVReader:
                 out: queue.SimpleQueue = queue.SimpleQueue()
                 pool.submit(work, run, out)
                 pending.append((run, out))
-                if len(pending) > threads:  # at most one run per thread decoded ahead
+                if len(pending) > threads:
                     done, out = pending.popleft()
-                    yield from in_order(done, received(out))
+                    yield done, received(out)
             while pending:
                 done, out = pending.popleft()
-                yield from in_order(done, received(out))
+                yield done, received(out)
 
     def frames(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
         for index, frame in self.decoded(indices):
