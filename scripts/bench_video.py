@@ -20,7 +20,8 @@ Time is the median over ``--repeats`` processes of the wall time of the operatio
 run in its process (opening the file included), the steady state of a data loader; the
 first run, which also pays the process's one-time set-up of FFmpeg, swscale and Pillow,
 is reported as ``*_cold_s``. Each comes with the process CPU time (all threads); peak
-memory is the subprocess's ``ru_maxrss`` minus its RSS just before the first run (the
+memory is the subprocess's peak RSS from just before the first run (the kernel's VmHWM,
+reset then; ``ru_maxrss`` where it cannot be reset) minus its RSS at that moment (the
 interpreter and libraries).
 
 Usage: ``OMP_NUM_THREADS=1 python scripts/bench_video.py [--repeats 5] [--json]``.
@@ -85,6 +86,27 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
+def _reset_peak() -> bool:
+    """Start the kernel's peak-RSS count (VmHWM) again from now; False where it cannot be."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_mb(since_reset: bool) -> float:
+    """The peak RSS since ``_reset_peak`` (VmHWM), or over the process's life (ru_maxrss),
+    an upper bound when a larger peak came before, during the imports."""
+    if since_reset:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
 def measure(kind: str, path: str) -> dict:
     """Run one operation twice in this process; return the second run's time (and the
     first's), and the peak memory of either."""
@@ -115,6 +137,7 @@ def measure(kind: str, path: str) -> dict:
         kept = [vr[i].asnumpy() for i in range(len(vr))]
         return f"{len(vr)} frames, {sum(f.nbytes for f in kept) / 2**20:.0f} MiB kept"
 
+    since_reset = _reset_peak()
     before = _rss_mb()
     # The first run in a process also pays one-time set-up (FFmpeg's decoder and swscale
     # tables, Pillow, about 0.05-0.1 s), which a data loader pays once for thousands of
@@ -125,7 +148,7 @@ def measure(kind: str, path: str) -> dict:
     start, cpu_start = time.perf_counter(), time.process_time()
     detail = operation()
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    peak = _peak_mb(since_reset)
     return {"kind": kind, "seconds": seconds, "cpu": cpu, "cold_seconds": cold,
             "peak_mb": peak - before, "detail": detail}
 
