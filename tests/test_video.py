@@ -392,6 +392,43 @@ def test_bench_video_measures_every_kind(clips):
 
 
 @pytest.mark.timeout(60)
+def test_pyav_close_stops_decoder_threads_first(clips, monkeypatch):
+    """Closing a reader whose frames are still being read (a caller that stopped early or
+    failed) waits for its decoder threads: a container closed under a thread that seeks or
+    decodes in it crashes the process (CI met that segfault)."""
+    import threading
+    import time
+
+    stream = video_decode._PyAVStream
+    real_run, real_close = stream.run_frames, stream.close
+    decoding: set = set()
+    closed_while_decoding = []
+
+    def slow_run(self, run, key):
+        decoding.add(id(self))
+        try:
+            for item in real_run(self, run, key):
+                time.sleep(0.02)
+                yield item
+        finally:
+            decoding.discard(id(self))
+
+    def close(self):
+        closed_while_decoding.append(id(self) in decoding)
+        real_close(self)
+
+    monkeypatch.setattr(stream, "run_frames", slow_run)
+    monkeypatch.setattr(stream, "close", close)
+    reader = video_decode.PyAVReader(Path(clips["gop8"]), 2)
+    frames = reader.decoded(list(range(0, 40, 3)))
+    next(frames)  # the threads go on decoding the runs ahead
+    reader.close()
+    assert len(closed_while_decoding) == 2 and not any(closed_while_decoding)
+    assert not [t for t in threading.enumerate() if t.name.startswith("pyav")]
+    frames.close()  # after the reader: nothing left to stop
+
+
+@pytest.mark.timeout(60)
 def test_pyav_thread_errors_reach_the_caller(clips, monkeypatch):
     """A decoder thread that fails (here: its own container will not open) raises in the
     caller, naming the file; it never leaves the caller waiting."""

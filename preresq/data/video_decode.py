@@ -281,6 +281,7 @@ class PyAVReader:
         self._path = path
         self._num_threads = max(1, int(num_threads))
         self._streams = [_PyAVStream(path)]
+        self._decoding: set = set()  # the decoding in progress (_on_threads), stopped by close()
         try:
             first = self._streams[0]
             self.index = index or index_packets(path, first.container, first.stream)
@@ -325,15 +326,18 @@ class PyAVReader:
             produced = ((run, self._streams[0].run_frames(run, self._key_before(run[0]))) for run in runs)
         else:
             produced = self._on_threads(runs, threads)
-        for run, frames in produced:
-            # A run's targets ascend and frames come out in presentation order: any gap is a
-            # frame the decoder never produced.
-            for target in run:
-                pts, frame = next(frames, (None, None))
-                if pts != target:
-                    raise VideoDecodeError(f"{self._path}: frame {index_of[target]} (pts {target}) "
-                                           "not produced by the decoder")
-                yield index_of[target], frame
+        try:
+            for run, frames in produced:
+                # A run's targets ascend and frames come out in presentation order: any gap is a
+                # frame the decoder never produced.
+                for target in run:
+                    pts, frame = next(frames, (None, None))
+                    if pts != target:
+                        raise VideoDecodeError(f"{self._path}: frame {index_of[target]} (pts "
+                                               f"{target}) not produced by the decoder")
+                    yield index_of[target], frame
+        finally:  # on an error or a caller that stops early: no decoder thread left running
+            produced.close()
 
     def _on_threads(self, runs: list[list[int]], threads: int) -> Iterator[tuple[list[int], Iterator]]:
         """Each run with the iterator of its ``(pts, frame)``, decoded on ``threads`` threads;
@@ -342,16 +346,21 @@ class PyAVReader:
         for stream in self._streams:
             free.put(stream)
         end = object()
+        stop = threading.Event()  # set when the frames are no longer read
 
         def work(run: list[int], out: queue.SimpleQueue) -> None:
             stream = None
             try:
+                if stop.is_set():
+                    return
                 try:
                     stream = free.get_nowait()
                 except queue.Empty:  # opened here, so the first run does not wait for it
                     stream = _PyAVStream(self._path)
                     self._streams.append(stream)  # at most `threads`: one per run decoding at once
                 for item in stream.run_frames(run, self._key_before(run[0])):
+                    if stop.is_set():
+                        return
                     out.put(item)
                 out.put(end)
             except BaseException as e:  # raised again where the frames are read
@@ -366,7 +375,16 @@ class PyAVReader:
                     raise item
                 yield item
 
-        with ThreadPoolExecutor(threads, thread_name_prefix="pyav") as pool:
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="pyav")
+
+        def halt() -> None:
+            # Closing a container while a thread seeks or decodes in it crashes FFmpeg (a
+            # segfault, not an exception), so the threads are stopped and waited for first.
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+        self._decoding.add(halt)
+        try:
             pending: deque = deque()
             for run in runs:
                 out: queue.SimpleQueue = queue.SimpleQueue()
@@ -378,6 +396,9 @@ class PyAVReader:
             while pending:
                 done, out = pending.popleft()
                 yield done, received(out)
+        finally:
+            halt()
+            self._decoding.discard(halt)
 
     def frames(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
         for index, frame in self.decoded(indices):
@@ -389,5 +410,7 @@ class PyAVReader:
             yield index, AVPicture(frame, reformatters)
 
     def close(self) -> None:
+        for halt in list(self._decoding):  # frames still being read: stop their threads first
+            halt()
         for stream in self._streams:
             stream.close()
