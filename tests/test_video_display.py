@@ -26,13 +26,15 @@ from preresq.data.video import (
     load_views,
     plan_views,
 )
-from preresq.data.video_decode import ClipIndex, index_clip, upright
+from preresq.data.video_decode import ClipIndex, Orientation, VideoDecodeError, index_clip, upright
 
 BACKENDS = ["decord", "pyav", "fallback"]
 
 
-def write(path, pts, time_base=Fraction(1, 25), rotation=None, fmt=None) -> str:
-    """An H.264 clip (B-frames) with frame ``i`` at timestamp ``pts[i]`` (in ``time_base``)."""
+def write(path, pts, time_base=Fraction(1, 25), rotation=None, fmt=None, matrix=None,
+          picture=index_frame) -> str:
+    """An H.264 clip (B-frames) with frame ``i`` at timestamp ``pts[i]`` (in ``time_base``),
+    showing ``picture(i)``; ``rotation`` or a display ``matrix`` in its header."""
     import av
 
     with av.open(str(path), "w", format=fmt) as out:
@@ -43,8 +45,10 @@ def write(path, pts, time_base=Fraction(1, 25), rotation=None, fmt=None) -> str:
         stream.options = {"crf": "12", "bf": "3"}
         if rotation is not None:
             stream.set_display_rotation(rotation)
+        if matrix is not None:
+            stream.set_display_matrix(matrix)
         for i, t in enumerate(pts):
-            frame = av.VideoFrame.from_ndarray(index_frame(i), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(picture(i), format="rgb24")
             frame.pts, frame.time_base = t, time_base
             for packet in stream.encode(frame):
                 out.mux(packet)
@@ -87,12 +91,42 @@ def test_time_rule_on_a_variable_rate():
     assert [frame_at_time(starts, p) for p in (0.25, 0.5, 0.75)] == [30, 33, 36]
 
 
-def test_upright_turns_counter_clockwise():
-    a = np.arange(6).reshape(2, 3)
-    assert np.array_equal(upright(a, 90), np.rot90(a))  # top row becomes the left column
-    assert np.array_equal(upright(a, -90), np.rot90(a, 3))
-    assert np.array_equal(upright(a, 180), upright(a, -180))
-    assert upright(a, 0) is a
+# The eight display matrices (a, b, c, d of FFmpeg's a b u c d v x y w, 16.16 fixed point)
+# and how ffplay's autorotate shows a frame under each, written as the filters it inserts.
+ONE = 1 << 16
+SHOWN = {
+    (1, 0, 0, 1): lambda a: a,
+    (-1, 0, 0, 1): lambda a: a[:, ::-1],  # hflip
+    (1, 0, 0, -1): lambda a: a[::-1],  # vflip
+    (-1, 0, 0, -1): lambda a: a[::-1, ::-1],  # hflip + vflip
+    (0, 1, -1, 0): lambda a: np.rot90(a, -1),  # transpose=clock (90 degrees clockwise)
+    (0, -1, 1, 0): lambda a: np.rot90(a, 1),  # transpose=cclock
+    (0, 1, 1, 0): lambda a: a.swapaxes(0, 1),  # transpose=cclock_flip (the transpose)
+    (0, -1, -1, 0): lambda a: a[::-1, ::-1].swapaxes(0, 1),  # transpose=clock_flip
+}
+
+
+def display_matrix(a, b, c, d, scale=ONE) -> list[int]:
+    return [a * scale, b * scale, 0, c * scale, d * scale, 0, 0, 0, 1 << 30]
+
+
+@pytest.mark.parametrize("abcd", list(SHOWN))
+def test_display_matrix_is_shown_as_ffplay_shows_it(abcd):
+    a = np.arange(24).reshape(4, 6)
+    for scale in (ONE, 3 * ONE // 2):  # a uniformly scaled matrix turns the same way
+        orientation = Orientation.of_matrix(display_matrix(*abcd, scale=scale))
+        assert np.array_equal(upright(a, orientation), SHOWN[abcd](a))
+        assert orientation.swaps_sides == (abcd[0] == 0)
+    assert upright(a, Orientation()) is a
+    assert Orientation.of_matrix(None) == Orientation()
+
+
+def test_display_matrix_at_an_odd_angle_or_degenerate_is_refused():
+    c, s = round(ONE * 0.8660254), ONE // 2  # 30 degrees
+    with pytest.raises(VideoDecodeError, match=r"clip.mp4: .*turns it by -?30.0 degrees"):
+        Orientation.of_matrix([c, -s, 0, s, c, 0, 0, 0, 1 << 30], "clip.mp4")
+    with pytest.raises(VideoDecodeError, match="degenerate"):
+        Orientation.of_matrix([0] * 8 + [1 << 30], "clip.mp4")
 
 
 # --------------------------------------------------------------------------- rotation
@@ -126,6 +160,35 @@ def test_rotated_clip_is_shown_upright(rotated, rotation, backend, monkeypatch):
             close(mine[r * mh:(r + 1) * mh, c * mw:(c + 1) * mw], ref[r * rh:(r + 1) * rh, c * rw:(c + 1) * rw])
     # Turned back, the local frames show the frames the plan names.
     assert [read_index(np.rot90(np.asarray(v), -k)) for v in turned[1:]] == [10, 20, 30]
+
+
+def ramps(i: int) -> np.ndarray:
+    """Frame ``i`` with nothing symmetric: its index as red stripes, green rising down the
+    frame, blue rising across it."""
+    frame = index_frame(i)
+    frame[..., 1] = np.linspace(0, 255, H, dtype=np.uint8)[:, None]
+    frame[..., 2] = np.linspace(0, 255, W, dtype=np.uint8)[None, :]
+    return frame
+
+
+@pytest.fixture(scope="module")
+def matrix_clips(tmp_path_factory):
+    root = tmp_path_factory.mktemp("matrix")
+    return {abcd: write(root / f"m{i}.mp4", list(range(40)), matrix=display_matrix(*abcd),
+                        picture=ramps) for i, abcd in enumerate(SHOWN)}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_mirrored_and_turned_clips_are_shown_as_ffplay_shows_them(matrix_clips, backend, monkeypatch):
+    """All eight display matrices, mirrors included (decord alone would turn a mirrored clip
+    by the matrix's angle, upside down or sideways)."""
+    plain = [np.asarray(v, np.float32) for v in load_views(matrix_clips[1, 0, 0, 1], backend="pyav", **SMALL)]
+    for abcd, shown in SHOWN.items():
+        got = views(matrix_clips[abcd], backend, monkeypatch)
+        for mine, ref in zip(got[1:], plain[1:], strict=True):  # the local frames
+            want = shown(ref)
+            assert np.asarray(mine).shape == want.shape, abcd
+            assert np.abs(np.asarray(mine, np.float32) - want).mean() < 4, abcd
 
 
 # --------------------------------------------------------------------------- timing

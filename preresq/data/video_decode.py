@@ -10,18 +10,23 @@ real frames, and the views can be chosen by time (``preresq.data.video.plan_view
 
 * PyAV (the first choice) seeks to the keyframe before a wanted frame and decodes forward
   (frames nobody asked for with ``skip_frame=NONREF``), stretches from different keyframes
-  on different threads, then turns the frame by its display-matrix rotation
-  (``VideoFrame.rotation``, a multiple of 90 degrees counter-clockwise).
-* decord (the fallback) applies the display matrix of rotated phone clips itself; it is
-  used only when its own frame count equals the table's (else it refuses the clip).
+  on different threads, then turns each frame by its own display matrix (``Orientation``).
+* decord (the fallback) turns rotated phone clips itself but ignores a matrix's mirror; for
+  a mirrored clip its frames are turned back and shown by the matrix PyAV reads from the
+  first frame. It is used only when its own frame count equals the table's (else it
+  refuses the clip).
 
-Mirrored display matrices (rare) are not applied by either decoder.
+**Display matrices** are applied as FFmpeg's players do (``ffmpeg``/``ffplay`` autorotate):
+any of the eight quarter-turn and mirror combinations; a matrix turning by an angle that
+is not a multiple of 90 degrees is refused, naming the file.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 import queue
+import struct
 import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -120,11 +125,69 @@ def index_clip(path: Path) -> ClipIndex:
         return index_packets(path, container, container.streams.video[0])
 
 
-def upright(array: np.ndarray, rotation: int) -> np.ndarray:
-    """A frame turned by a display-matrix rotation (degrees counter-clockwise, as FFmpeg's
-    ``av_display_rotation_get`` and PyAV's ``VideoFrame.rotation`` give it)."""
-    quarter = round(rotation / 90) % 4
-    return np.ascontiguousarray(np.rot90(array, quarter)) if quarter else array
+@dataclass(frozen=True)
+class Orientation:
+    """How a player shows a decoded frame: mirrored left to right first (``mirror``), then
+    turned ``quarter`` quarter turns counter-clockwise. The eight values are the eight
+    placements of a rectangle (EXIF's eight orientations)."""
+
+    quarter: int = 0
+    mirror: bool = False
+
+    @property
+    def swaps_sides(self) -> bool:
+        return self.quarter % 2 == 1
+
+    @classmethod
+    def of_matrix(cls, matrix: Sequence[int] | None, path: Path | str = "<clip>") -> Orientation:
+        """The orientation an FFmpeg display matrix (``AV_FRAME_DATA_DISPLAYMATRIX``: nine
+        int32 ``a b u c d v x y w``, mapping a pixel ``(x, y)`` to ``(a x + c y, b x + d y)``)
+        asks for, as ``ffplay`` applies it: the angle is ``av_display_rotation_get``'s
+        (``-atan2(b, a)``, columns normalised), mirrored when the 2x2 part's determinant is
+        negative; a mirrored matrix's angle then counts from the mirrored frame turned
+        upside down (an ``a = -1`` matrix reads -180 degrees and is a plain mirror)."""
+        if matrix is None:
+            return cls()
+        a, b, _, c, d = matrix[:5]
+        scale_x, scale_y = math.hypot(a, c), math.hypot(b, d)
+        if a * d - b * c == 0 or not scale_x or not scale_y:
+            raise VideoDecodeError(f"{path}: its display matrix {list(matrix)} is degenerate")
+        angle = -math.degrees(math.atan2(b / scale_y, a / scale_x))
+        quarters = round(angle / 90)
+        if abs(angle - 90 * quarters) > 1:  # ffplay's tolerance; it would rotate by any angle
+            raise VideoDecodeError(f"{path}: its display matrix turns it by {angle:.1f} degrees; "
+                                   "only multiples of 90 are shown as displayed")
+        mirror = a * d - b * c < 0
+        return cls((quarters + 2 * mirror) % 4, mirror)
+
+    @classmethod
+    def of_frame(cls, frame, path: Path | str = "<clip>") -> Orientation:
+        """A PyAV frame's orientation, from the display matrix it carries (FFmpeg attaches the
+        stream's, or the frame's own, e.g. from an H.264 display-orientation message)."""
+        from av.sidedata.sidedata import Type
+
+        data = frame.side_data.get(Type.DISPLAYMATRIX)
+        return cls.of_matrix(struct.unpack("=9i", bytes(data)) if data is not None else None, path)
+
+
+def first_orientation(path: Path) -> Orientation | None:
+    """The orientation of a clip's first frame, decoded with PyAV (what decord cannot tell);
+    None when PyAV decodes no frame of it."""
+    import av
+
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            return Orientation.of_frame(frame, path)
+    return None
+
+
+def upright(array: np.ndarray, orientation: Orientation) -> np.ndarray:
+    """A frame (rows x columns x ...) shown as ``orientation`` asks."""
+    if orientation == Orientation():
+        return array
+    if orientation.mirror:
+        array = array[:, ::-1]
+    return np.ascontiguousarray(np.rot90(array, orientation.quarter))
 
 
 class ArrayPicture:
@@ -162,14 +225,14 @@ class AVPicture:
     Scaling happens inside the colour conversion (swscale): area averaging when a side
     shrinks at least twofold (a mosaic tile), bicubic otherwise; converting the whole frame
     and resizing it with Pillow cost about five times as much. The frame is then turned
-    upright by its display-matrix rotation.
+    upright by its display matrix (``Orientation``).
     """
 
-    def __init__(self, frame, reformatters: dict):
+    def __init__(self, frame, reformatters: dict, orientation: Orientation):
         self._frame = frame
-        self._quarter = round(frame.rotation / 90) % 4
+        self._orientation = orientation
         w, h = frame.width, frame.height
-        self.size = (h, w) if self._quarter % 2 else (w, h)
+        self.size = (h, w) if orientation.swaps_sides else (w, h)
         self._reformatters = reformatters  # one swscale context per output size (_reformatters)
 
     def image(self, size: tuple[int, int] | None = None):
@@ -179,18 +242,24 @@ class AVPicture:
         if size is None or size == self.size:
             array = self._frame.to_ndarray(format="rgb24")
         else:
-            w, h = size[::-1] if self._quarter % 2 else size
+            w, h = size[::-1] if self._orientation.swaps_sides else size
             shrink = min(self._frame.width / w, self._frame.height / h)
             method = "AREA" if shrink >= 2 else "BICUBIC"
             reformatter = self._reformatters.setdefault((w, h, method), VideoReformatter())
             array = reformatter.reformat(self._frame, w, h, "rgb24", interpolation=method).to_ndarray()
-        return Image.fromarray(upright(array, 90 * self._quarter))
+        return Image.fromarray(upright(array, self._orientation))
 
 
 class DecordReader:
-    """Frames by index through decord: seek to the keyframe, decode forward (turned upright)."""
+    """Frames by index through decord: seek to the keyframe, decode forward, turned upright.
 
-    def __init__(self, path: Path, num_threads: int, index: ClipIndex):
+    decord turns each frame by its display matrix's angle but ignores the matrix's mirror.
+    ``orientation`` is what the matrix asks for (``first_orientation``); for a mirrored one
+    decord's turn is undone and the frame shown as asked. None: decord's turn as it is.
+    """
+
+    def __init__(self, path: Path, num_threads: int, index: ClipIndex,
+                 orientation: Orientation | None = None):
         import decord
 
         self._vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=num_threads)
@@ -200,10 +269,14 @@ class DecordReader:
                                      f"{index.num_frames}")
         self.index = index
         self.num_frames = index.num_frames
+        self._mirror = orientation if orientation is not None and orientation.mirror else None
 
     def frames(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
         for index in indices:
-            yield index, self._vr[index].asnumpy()
+            array = self._vr[index].asnumpy()
+            if self._mirror is not None:  # decord turned it by the angle alone (quarter - 2)
+                array = upright(np.rot90(array, 2 - self._mirror.quarter), self._mirror)
+            yield index, array
 
     def pictures(self, indices: Sequence[int]) -> Iterator[tuple[int, ArrayPicture]]:
         for index, array in self.frames(indices):
@@ -402,12 +475,12 @@ class PyAVReader:
 
     def frames(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
         for index, frame in self.decoded(indices):
-            yield index, upright(frame.to_ndarray(format="rgb24"), frame.rotation)
+            yield index, upright(frame.to_ndarray(format="rgb24"), Orientation.of_frame(frame, self._path))
 
     def pictures(self, indices: Sequence[int]) -> Iterator[tuple[int, AVPicture]]:
         reformatters = _reformatters()
         for index, frame in self.decoded(indices):
-            yield index, AVPicture(frame, reformatters)
+            yield index, AVPicture(frame, reformatters, Orientation.of_frame(frame, self._path))
 
     def close(self) -> None:
         for halt in list(self._decoding):  # frames still being read: stop their threads first
