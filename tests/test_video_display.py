@@ -191,6 +191,32 @@ def test_mirrored_and_turned_clips_are_shown_as_ffplay_shows_them(matrix_clips, 
             assert np.abs(np.asarray(mine, np.float32) - want).mean() < 4, abcd
 
 
+def test_reading_a_frames_matrix_does_not_keep_the_frame_alive(matrix_clips):
+    """PyAV's cached ``frame.side_data`` forms a cycle with its frame; reading every wanted
+    frame's matrix through it kept the frames (and decoder buffers) until the cycle
+    collector ran, and tripled the views' peak memory."""
+    import gc
+
+    import av
+
+    def frames_alive() -> int:
+        return sum(type(o).__name__ == "VideoFrame" for o in gc.get_objects())
+
+    gc.collect()
+    gc.disable()
+    try:
+        with av.open(matrix_clips[-1, 0, 0, 1]) as container:
+            frames = container.decode(video=0)
+            next(frames)
+            before = frames_alive()
+            for _, frame in zip(range(10), frames, strict=False):
+                assert Orientation.of_frame(frame).mirror
+            del frame
+            assert frames_alive() <= before
+    finally:
+        gc.enable()
+
+
 # --------------------------------------------------------------------------- timing
 
 
