@@ -94,6 +94,7 @@ def test_changed_image_loading_is_refused_and_named(tmp_path, monkeypatch):
 def test_video_thread_count_is_not_identity():
     from omegaconf import OmegaConf
 
+    from preresq.data import video_decode
     from preresq.evaluation.decoding import Decoding
     from preresq.evaluation.predict import ItemPrompt
 
@@ -105,7 +106,8 @@ def test_video_thread_count_is_not_identity():
         OmegaConf.update(cfg, "video.num_threads", threads)
         ids.append(module.identity_of(cfg, [], Decoding(), prompts, None))
     assert ids[0] == ids[1] and "num_threads" not in ids[0]["video"]
-    assert ids[0]["video"]["grid"] == [4, 4] and "media" not in ids[0]  # the views are in it
+    assert ids[0]["video"]["grid"] == [4, 4]  # the views are in it
+    assert ids[0]["media"] == {"video": video_decode.DISPLAY_RULES}  # and how frames are shown
 
 
 def test_folder_without_identity_but_with_predictions_is_refused(tmp_path):

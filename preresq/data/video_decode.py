@@ -37,6 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
+# How a clip's frames become pixels, recorded in evaluation identities (as
+# ``preresq.data.image.DISPLAY_RULES``): predictions made under other rules are not reused.
+DISPLAY_RULES = "frames by presentation time from the packets; display matrix as ffplay (turns, mirrors)"
+
 
 class VideoDecodeError(OSError):
     """A video that cannot be opened or decoded; the message names the file.

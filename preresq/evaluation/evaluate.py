@@ -216,7 +216,7 @@ def identity_of(cfg: DictConfig, cards: Sequence[Card], decoding: Decoding,
     items are asked, not what is asked. Paths are left out too: the same weights or labels
     moved elsewhere are the same.
     """
-    from preresq.data.image import DISPLAY_RULES
+    from preresq.data import image, video_decode
     from preresq.evaluation.identity import labels_identity
 
     model = OmegaConf.to_container(cfg.model, resolve=True)
@@ -229,8 +229,11 @@ def identity_of(cfg: DictConfig, cards: Sequence[Card], decoding: Decoding,
         "label_source": cfg.get("label_source"),
         "benchmarks": {c.name: labels_identity(c) for c in cards},
     }
-    if "image" in prompts:  # how files become pixels: old predictions came from other pixels
-        identity["media"] = {"image": DISPLAY_RULES}
+    # How files become pixels: old predictions came from other pixels.
+    media = {"image": image.DISPLAY_RULES, "video": video_decode.DISPLAY_RULES}
+    identity["media"] = {kind: rules for kind, rules in media.items() if kind in prompts}
+    if not identity["media"]:
+        del identity["media"]
     if "video" in prompts:
         video = OmegaConf.to_container(cfg.video, resolve=True)
         video.pop("num_threads", None)  # speed only: the frames are the same

@@ -2,8 +2,9 @@
 
 An output folder records its *identity* in ``identity.json``: the weights by content, the
 prompt texts, the parser (answer format, number of scores), the decoding, the pixel
-budgets, how image files become pixels (``preresq.data.image.DISPLAY_RULES``), the video
-views (not their thread count), the backend and, per benchmark, where its labels came from. A
+budgets, how image and video files become pixels (``DISPLAY_RULES`` of
+``preresq.data.image`` and ``preresq.data.video_decode``), the video views (not their
+thread count), the backend and, per benchmark, where its labels came from. A
 later run in the same folder must have the same identity, or it stops and says what
 changed and what to do; predictions are never reused silently.
 
