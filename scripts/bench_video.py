@@ -2,7 +2,7 @@
 
 Makes 10 s, 1280x720, 30 fps H.264 clips with PyAV in a temporary folder (x264's default
 keyframe interval, GOP 250, and a short-GOP clip, GOP 30, closer to streamed video), then
-runs each measurement in its own fresh subprocess so peak memories do not mix:
+measures these operations:
 
 * ``views``: ``preresq.data.video.load_views`` with the default settings
   (``configs/video/default.yaml``: backend auto, 2 threads), plus ``views_decord``,
@@ -16,21 +16,23 @@ runs each measurement in its own fresh subprocess so peak memories do not mix:
   frames first costs). decord decodes in a thread of its own while the caller converts,
   so this uses about 1.8 cores; ``num_threads=2`` made it no faster here.
 
-Time is the median over ``--repeats`` processes of each process's median wall time over
-``--runs`` runs of the operation after its first (opening the file included), the steady
-state of a data loader; the first run, which also pays the process's one-time set-up of
-FFmpeg, swscale and Pillow, is reported as ``*_cold_s``. Each comes with the process CPU time (all threads); peak
-memory is the subprocess's peak RSS from just before the first run (the kernel's VmHWM,
-reset then; ``ru_maxrss`` where it cannot be reset) minus its RSS at that moment (the
-interpreter and libraries).
+Time: ``--repeats`` timing processes each run every operation once to warm up (the
+process's one-time set-up of FFmpeg, swscale and Pillow, which a data loader pays once),
+then ``--runs`` rounds of every operation side by side (each view next to its floor), and
+keep each operation's median wall time (opening the file included) and process CPU time
+(all threads); the figure is the median over the processes. Side by side, a change in
+the machine's speed falls on all operations alike. Memory: each operation in a fresh
+process of its own, run twice; its peak RSS from just before the first run (the kernel's
+VmHWM, reset then; ``ru_maxrss`` where it cannot be reset) minus its RSS at that moment
+(the interpreter and libraries), and the first run's time as ``*_cold_s``.
 
-Usage: ``OMP_NUM_THREADS=1 python scripts/bench_video.py [--repeats 5] [--runs 3] [--json]``.
+Usage: ``OMP_NUM_THREADS=1 python scripts/bench_video.py [--repeats 5] [--runs 5] [--json]``.
 ``--json`` prints one line: ``{"clip": {...}, "gop250": M, "gop30": M}`` where each ``M``
 has ``views_s``, ``floor_s``, ``all_frames_s`` and ``views_peak_mb``, ``floor_peak_mb``,
 ``all_frames_peak_mb`` (plus ``views_decord_s``, ``views_pyav_s``, ``views_1thread_s``,
 ``floor_1thread_s``, ``*_cpu_s``, ``*_cold_s`` and the ratios ``views_over_floor`` and
 ``all_frames_over_views``, in wall time, the same with ``_cpu``, and with ``_1thread``
-for the one-thread views and floor). Runs are interleaved, one of each kind per round.
+for the one-thread views and floor).
 Targets: ``views_over_floor`` <= 1.25 on both clips, ``all_frames_over_views`` >= 3 on
 GOP 30.
 """
@@ -49,9 +51,9 @@ from fractions import Fraction
 from pathlib import Path
 
 WIDTH, HEIGHT, FPS, SECONDS = 1280, 720, 30, 10
-# Timed runs per process after the first: one run of a 0.2 s operation varies by 20-30% on a
-# shared 2-core machine (same process, same work), too much for a 1.25x target.
-RUNS = 3
+# Rounds per timing process after the warm-up: one run of a 0.2 s operation varies by 20-30%
+# on a shared 2-core machine (same process, same work), too much for a 1.25x target.
+RUNS = 5
 
 
 def make_clip(path: Path, gop: int) -> None:
@@ -110,80 +112,102 @@ def _peak_mb(since_reset: bool) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def measure(kind: str, path: str, runs: int = RUNS) -> dict:
-    """Run one operation ``1 + runs`` times in this process; return the median time of the
-    ``runs`` after the first (and the first's), and the peak memory of any."""
-    import av  # noqa: F401  (both decoders are loaded before the baseline RSS is read)
+def operation(kind: str, path: str):
+    """The operation ``kind`` on the clip at ``path``, as a function returning a detail line."""
     import decord
 
     from preresq.data import video, video_decode
 
     cfg = video.default_config()
     index = video_decode.index_clip(Path(path))  # the floor's frame table, off the clock
+    plan = video.plan_views(index.starts, video.ViewSpec.from_cfg(**cfg))
 
-    def operation() -> str:
-        if kind.startswith("views"):
-            settings = {"views": {}, "views_decord": {"backend": "decord"},
-                        "views_pyav": {"backend": "pyav"}, "views_1thread": {"num_threads": 1}}[kind]
-            views = video.load_views(path, **{**cfg, **settings})
-            return str([v.size for v in views])
-        if kind.startswith("floor"):
-            plan = video.plan_views(index.starts, video.ViewSpec.from_cfg(**cfg))
-            threads = 1 if kind == "floor_1thread" else cfg["num_threads"]
-            reader = video_decode.PyAVReader(Path(path), threads, index)
-            try:
-                got = [i for i, _ in reader.decoded(plan.needed())]
-            finally:
-                reader.close()
-            return f"{len(got)} wanted frames, {reader.frames_decoded} decoded"
+    def views() -> str:
+        settings = {"views": {}, "views_decord": {"backend": "decord"},
+                    "views_pyav": {"backend": "pyav"}, "views_1thread": {"num_threads": 1}}[kind]
+        return str([v.size for v in video.load_views(path, **{**cfg, **settings})])
+
+    def floor() -> str:
+        threads = 1 if kind == "floor_1thread" else cfg["num_threads"]
+        reader = video_decode.PyAVReader(Path(path), threads, index)
+        try:
+            got = [i for i, _ in reader.decoded(plan.needed())]
+        finally:
+            reader.close()
+        return f"{len(got)} wanted frames, {reader.frames_decoded} decoded"
+
+    def all_frames() -> str:
         vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
         kept = [vr[i].asnumpy() for i in range(len(vr))]
         return f"{len(vr)} frames, {sum(f.nbytes for f in kept) / 2**20:.0f} MiB kept"
 
+    return views if kind.startswith("views") else floor if kind.startswith("floor") else all_frames
+
+
+def time_kinds(path: str, runs: int = RUNS) -> dict:
+    """Every kind's median wall and CPU time over ``runs`` rounds in this process (each kind
+    once per round, in ``KINDS`` order and back again the next round, so each of the views
+    stays next to its floor and no kind always comes first), after one warm-up run of each
+    that pays the one-time set-up. Timed side by side they see the same machine: timed in
+    separate processes seconds apart, a 0.2 s operation's medians moved by 20-40%."""
+    import av  # noqa: F401
+    import decord  # noqa: F401
+
+    ops = {kind: operation(kind, path) for kind in KINDS}
+    detail = {kind: op() for kind, op in ops.items()}
+    walls: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    cpus: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    for r in range(runs):
+        for kind in KINDS if r % 2 == 0 else KINDS[::-1]:
+            start, cpu_start = time.perf_counter(), time.process_time()
+            ops[kind]()
+            walls[kind].append(time.perf_counter() - start)
+            cpus[kind].append(time.process_time() - cpu_start)
+    return {kind: {"seconds": statistics.median(walls[kind]), "cpu": statistics.median(cpus[kind]),
+                   "detail": detail[kind]} for kind in KINDS}
+
+
+def measure(kind: str, path: str) -> dict:
+    """One operation's peak memory and cold time, in a process of its own: run twice, the
+    first run's time (``cold_seconds``) and the peak of both (``peak_mb``)."""
+    import av  # noqa: F401  (both decoders are loaded before the baseline RSS is read)
+    import decord  # noqa: F401
+
+    op = operation(kind, path)
     since_reset = _reset_peak()
     before = _rss_mb()
     # The first run in a process also pays one-time set-up (FFmpeg's decoder and swscale
     # tables, Pillow, about 0.05-0.1 s), which a data loader pays once for thousands of
-    # clips; the second run is the steady state. Both are reported.
+    # clips; the second shows the steady state's memory.
     cold = time.perf_counter()
-    operation()
+    op()
     cold = time.perf_counter() - cold
-    walls, cpus = [], []
-    for _ in range(runs):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        detail = operation()
-        walls.append(time.perf_counter() - start)
-        cpus.append(time.process_time() - cpu_start)
-    peak = _peak_mb(since_reset)
-    return {"kind": kind, "seconds": statistics.median(walls), "cpu": statistics.median(cpus),
-            "cold_seconds": cold, "peak_mb": peak - before, "detail": detail}
+    detail = op()
+    return {"kind": kind, "cold_seconds": cold, "peak_mb": _peak_mb(since_reset) - before,
+            "detail": detail}
 
 
-def run_child(kind: str, path: Path, runs: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--measure", kind, str(path), "--runs", str(runs)],
-                         check=True, capture_output=True, text=True)
+def run_child(*args: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, *args], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-KINDS = ("views", "views_decord", "views_pyav", "views_1thread", "floor", "floor_1thread",
+KINDS = ("views", "floor", "views_1thread", "floor_1thread", "views_pyav", "views_decord",
          "all_frames")
 GOPS = (250, 30)
 
 
 def bench_clip(path: Path, repeats: int, runs: int) -> tuple[dict, dict]:
     """The figures of one clip: the JSON fields, and the rows of the table."""
-    # Interleaved (every kind once per round), so a change in the machine's load falls on
-    # all kinds alike rather than on whichever ran during it.
-    runs_of: dict[str, list[dict]] = {kind: [] for kind in KINDS}
-    for _ in range(repeats):
-        for kind in KINDS:
-            runs_of[kind].append(run_child(kind, path, runs))
+    timed = [run_child("--time", str(path), "--runs", str(runs)) for _ in range(repeats)]
+    memory = {kind: run_child("--measure", kind, str(path)) for kind in KINDS}
     rows = {}
-    for kind, runs in runs_of.items():
-        rows[kind] = {"seconds": statistics.median(r["seconds"] for r in runs),
-                      "cpu": statistics.median(r["cpu"] for r in runs),
-                      "cold": statistics.median(r["cold_seconds"] for r in runs),
-                      "peak_mb": max(r["peak_mb"] for r in runs), "detail": runs[0]["detail"]}
+    for kind in KINDS:
+        rows[kind] = {"seconds": statistics.median(t[kind]["seconds"] for t in timed),
+                      "cpu": statistics.median(t[kind]["cpu"] for t in timed),
+                      "cold": memory[kind]["cold_seconds"], "peak_mb": memory[kind]["peak_mb"],
+                      "detail": memory[kind]["detail"]}
+        assert all(t[kind]["detail"] == rows[kind]["detail"] for t in timed), kind
     fields: dict = {}
     for kind, row in rows.items():
         fields[f"{kind}_s"] = round(row["seconds"], 4)
@@ -192,7 +216,7 @@ def bench_clip(path: Path, repeats: int, runs: int) -> tuple[dict, dict]:
         fields[f"{kind}_peak_mb"] = round(row["peak_mb"], 1)
     fields["views_over_floor"] = round(rows["views"]["seconds"] / rows["floor"]["seconds"], 3)
     fields["all_frames_over_views"] = round(rows["all_frames"]["seconds"] / rows["views"]["seconds"], 3)
-    # The same ratios in CPU time, the steadier figure on a shared machine.
+    # The same ratios in CPU time.
     fields["views_over_floor_cpu"] = round(rows["views"]["cpu"] / rows["floor"]["cpu"], 3)
     fields["all_frames_over_views_cpu"] = round(rows["all_frames"]["cpu"] / rows["views"]["cpu"], 3)
     # One thread against one thread: what the threads do not explain.
@@ -205,14 +229,18 @@ def bench_clip(path: Path, repeats: int, runs: int) -> tuple[dict, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5, help="processes per operation (median)")
+    parser.add_argument("--repeats", type=int, default=5, help="timing processes (median)")
     parser.add_argument("--runs", type=int, default=RUNS,
-                        help="timed runs per process after the first (median)")
+                        help="rounds per timing process after the warm-up (median)")
     parser.add_argument("--json", action="store_true", help="print one JSON line (see the docstring)")
     parser.add_argument("--measure", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
+    parser.add_argument("--time", metavar="PATH", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure(*args.measure, runs=args.runs)))
+        print(json.dumps(measure(*args.measure)))
+        return
+    if args.time:
+        print(json.dumps(time_kinds(args.time, args.runs)))
         return
     result: dict = {"clip": {"width": WIDTH, "height": HEIGHT, "fps": FPS, "seconds": SECONDS,
                              "codec": "h264 (x264 veryfast, crf 23)", "repeats": args.repeats,
