@@ -359,7 +359,7 @@ def test_both_backends_failing_names_both_reasons(clips, monkeypatch):
     def no_pyav(path, num_threads, index=None):
         raise av.InvalidDataError(1094995529, "Invalid data found when processing input")
 
-    def no_decord(path, num_threads, index, orientation=None):
+    def no_decord(path, num_threads, index):
         raise decord.DECORDError("ERROR opening")
 
     monkeypatch.setattr(video_decode, "PyAVReader", no_pyav)

@@ -345,16 +345,11 @@ def _open(path: Path, backend: str, num_threads: int):
         return video_decode.PyAVReader(path, num_threads)  # indexes in its own container
     try:
         index = video_decode.index_clip(path)
+    except VideoDecodeError:  # names the file and what is wrong with it
+        raise
     except _errors("pyav") as e:
         raise VideoDecodeError(f"{path}: cannot read its packets ({_first_line(e)})") from e
-    try:  # decord does not apply a mirror; PyAV reads the display matrix off the first frame
-        orientation = video_decode.first_orientation(path)
-    except VideoDecodeError:  # a matrix it cannot show as displayed
-        raise
-    except _errors("pyav") as e:  # PyAV cannot decode it (why decord is used): decord's turn
-        logger.debug("%s: display matrix unread (%s); decord turns it", path, _first_line(e))
-        orientation = None
-    return video_decode.DecordReader(path, num_threads, index, orientation)
+    return video_decode.DecordReader(path, num_threads, index)
 
 
 def _views(path: Path, spec: ViewSpec, backend: str) -> list[Image.Image]:

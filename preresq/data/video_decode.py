@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,10 +53,13 @@ class VideoDecodeError(OSError):
 
 @dataclass(frozen=True)
 class ClipIndex:
-    """Every frame of a clip, from its packets: sorted presentation and keyframe timestamps."""
+    """Every frame of a clip, from its packets: sorted presentation and keyframe timestamps;
+    from ``index_clip``, also its first frame's ``orientation`` (what decord cannot tell; None
+    when PyAV decodes no frame of it)."""
 
     starts: list[int]
     keys: list[int]
+    orientation: Orientation | None = None
 
     @property
     def num_frames(self) -> int:
@@ -120,13 +123,23 @@ def index_packets(path: Path, container, stream) -> ClipIndex:
 
 
 def index_clip(path: Path) -> ClipIndex:
-    """The frame table of the clip at ``path`` (see the module docstring)."""
+    """The frame table of the clip at ``path`` (see the module docstring), with its first
+    frame's orientation, read in the same container (one frame decoded)."""
     import av
 
     with av.open(str(path)) as container:
         if not container.streams.video:
             raise VideoDecodeError(f"{path}: no video stream")
-        return index_packets(path, container, container.streams.video[0])
+        stream = container.streams.video[0]
+        index = index_packets(path, container, stream)
+        if not index.starts:
+            return index
+        try:
+            container.seek(index.starts[0], stream=stream, backward=True, any_frame=False)
+            first = next(container.decode(stream), None)
+        except av.FFmpegError:  # PyAV cannot decode it (decord may): the matrix stays unread
+            return index
+        return replace(index, orientation=Orientation.of_frame(first, path) if first else None)
 
 
 @dataclass(frozen=True)
@@ -181,17 +194,6 @@ class Orientation:
         # cycle collector runs, which tripled the views' peak memory.
         data = SideDataContainer(frame).get(Type.DISPLAYMATRIX)
         return cls.of_matrix(struct.unpack("=9i", bytes(data)) if data is not None else None, path)
-
-
-def first_orientation(path: Path) -> Orientation | None:
-    """The orientation of a clip's first frame, decoded with PyAV (what decord cannot tell);
-    None when PyAV decodes no frame of it."""
-    import av
-
-    with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
-            return Orientation.of_frame(frame, path)
-    return None
 
 
 def upright(array: np.ndarray, orientation: Orientation) -> np.ndarray:
@@ -267,12 +269,11 @@ class DecordReader:
     """Frames by index through decord: seek to the keyframe, decode forward, turned upright.
 
     decord turns each frame by its display matrix's angle but ignores the matrix's mirror.
-    ``orientation`` is what the matrix asks for (``first_orientation``); for a mirrored one
-    decord's turn is undone and the frame shown as asked. None: decord's turn as it is.
+    For a mirrored clip (``index.orientation``, from ``index_clip``) decord's turn is undone
+    and the frame shown as the matrix asks; with no orientation read, decord's turn stands.
     """
 
-    def __init__(self, path: Path, num_threads: int, index: ClipIndex,
-                 orientation: Orientation | None = None):
+    def __init__(self, path: Path, num_threads: int, index: ClipIndex):
         import decord
 
         self._vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=num_threads)
@@ -282,7 +283,8 @@ class DecordReader:
                                      f"{index.num_frames}")
         self.index = index
         self.num_frames = index.num_frames
-        self._mirror = orientation if orientation is not None and orientation.mirror else None
+        mirrored = index.orientation is not None and index.orientation.mirror
+        self._mirror = index.orientation if mirrored else None
 
     def frames(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
         for index in indices:

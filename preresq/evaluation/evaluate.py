@@ -230,10 +230,9 @@ def identity_of(cfg: DictConfig, cards: Sequence[Card], decoding: Decoding,
         "benchmarks": {c.name: labels_identity(c) for c in cards},
     }
     # How files become pixels: old predictions came from other pixels.
-    media = {"image": image.DISPLAY_RULES, "video": video_decode.DISPLAY_RULES}
-    identity["media"] = {kind: rules for kind, rules in media.items() if kind in prompts}
-    if not identity["media"]:
-        del identity["media"]
+    rules = {"image": image.DISPLAY_RULES, "video": video_decode.DISPLAY_RULES}
+    if media := {kind: rules[kind] for kind in rules if kind in prompts}:
+        identity["media"] = media
     if "video" in prompts:
         video = OmegaConf.to_container(cfg.video, resolve=True)
         video.pop("num_threads", None)  # speed only: the frames are the same
