@@ -23,30 +23,28 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from PIL import Image
 
-from preresq.data.records import Record, read_manifest, write_manifest
+from preresq.data.built_set import SPLITS, SetParams, build_once, check_split, split_records
+from preresq.data.records import Record, write_manifest
 
 DISTORTIONS = ("gaussian_blur", "white_noise", "jpeg", "contrast_change", "color_saturation",
                "pixelation")
 DEFAULT_PHOTOS = ("astronaut", "camera", "chelsea", "coffee", "rocket", "coins", "brick",
                   "grass", "gravel", "hubble_deep_field", "immunohistochemistry", "moon")
-SPLITS = ("train", "val", "test")
 BUILD_VERSION = 1  # bump when the build code changes what it writes
 
 
 @dataclass(frozen=True)
-class DemoConfig:
+class DemoConfig(SetParams):
     """Parameters of the demo set; any change gives a new cache folder."""
 
     photos: tuple[str, ...] = DEFAULT_PHOTOS
@@ -62,6 +60,7 @@ class DemoConfig:
     seed: int = 0
     name: str = "iqa_demo"
     extra: dict = field(default_factory=dict, compare=False, repr=False)
+    build_version: ClassVar[int] = BUILD_VERSION
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "photos", tuple(self.photos))
@@ -86,21 +85,6 @@ class DemoConfig:
                              f"got {self.fractions}")
         if self.extra:
             raise ValueError(f"unknown demo parameters {sorted(self.extra)}")
-
-    @classmethod
-    def from_mapping(cls, values: Mapping | None) -> DemoConfig:
-        """Build from a config mapping; unknown keys are an error, not ignored."""
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)} - {"extra"}
-        extra = {k: values.pop(k) for k in list(values) if k not in known}
-        return cls(**values, extra=extra)
-
-    def digest(self) -> str:
-        params = asdict(self)
-        params.pop("extra")
-        params["build_version"] = BUILD_VERSION
-        blob = json.dumps(params, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
 
 
 def level_score(level: int, max_level: int) -> float:
@@ -239,7 +223,7 @@ def default_root() -> Path:
 
 def demo_dir(cfg: DemoConfig, root: str | os.PathLike) -> Path:
     """Where the demo set with these parameters lives: ``<root>/<name>-<hash>``."""
-    return Path(root) / f"{cfg.name}-{cfg.digest()}"
+    return cfg.folder(root)
 
 
 def _build(cfg: DemoConfig, out: Path) -> dict:
@@ -289,40 +273,18 @@ def build_demo(cfg: DemoConfig | Mapping | None = None, root: str | os.PathLike 
     """Build the demo set if it is not cached yet; return its folder.
 
     The folder holds ``images/``, ``train.jsonl``, ``val.jsonl``, ``test.jsonl`` (record
-    paths relative to the folder) and ``info.json`` (parameters and counts). It is built
-    in a temporary folder and renamed into place, so a half-built set is never used.
+    paths relative to the folder) and ``info.json`` (parameters and counts); see
+    ``preresq.data.built_set.build_once``.
     """
     if not isinstance(cfg, DemoConfig):
         cfg = DemoConfig.from_mapping(cfg)
     target = demo_dir(cfg, default_root() if root is None else root)
-    if (target / "info.json").is_file() and not force:
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        info = _build(cfg, tmp)
-        params = asdict(cfg)
-        params.pop("extra")
-        (tmp / "info.json").write_text(json.dumps({"params": params, **info}, indent=2) + "\n")
-        if target.exists():
-            shutil.rmtree(target)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            # Another process finished the same build first; its result is identical.
-            if not (target / "info.json").is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+    return build_once(target, lambda tmp: _build(cfg, tmp), cfg.params(), force)
 
 
 def load_demo_split(split: str, cfg: DemoConfig | Mapping | None = None,
                     root: str | os.PathLike | None = None) -> tuple[list[Record], Path]:
     """Records of one split (building the set if needed) and the folder they are relative to."""
-    if split not in SPLITS:
-        raise ValueError(f"demo split must be one of {SPLITS}, got {split!r}")
+    check_split(split, "demo")
     folder = build_demo(cfg, root)
-    return read_manifest(folder / f"{split}.jsonl"), folder
+    return split_records(folder, split), folder

@@ -28,32 +28,30 @@ manifest per split with modality ``"video"``, ``info.json``), deterministically 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from PIL import Image
 
+from preresq.data.built_set import SPLITS, SetParams, build_once, check_split, split_records
 from preresq.data.demo import _assign_splits, _photo, distort, level_score
-from preresq.data.records import Record, read_manifest, write_manifest
+from preresq.data.records import Record, write_manifest
 
 KINDS = ("gaussian_blur", "white_noise", "compression", "stutter")
 MOTIONS = ("pan_right", "pan_left", "pan_down", "zoom_in", "zoom_out")
 DEFAULT_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "brick", "grass")
-SPLITS = ("train", "val", "test")
 CLEAN_CRF = 18
 BUILD_VERSION = 1  # bump when the build code changes what it writes
 
 
 @dataclass(frozen=True)
-class DemoVideoConfig:
+class DemoVideoConfig(SetParams):
     """Parameters of the demo clip set; any change gives a new cache folder."""
 
     photos: tuple[str, ...] = DEFAULT_PHOTOS
@@ -68,6 +66,7 @@ class DemoVideoConfig:
     seed: int = 0
     name: str = "vqa_demo"
     extra: dict = field(default_factory=dict, compare=False, repr=False)
+    build_version: ClassVar[int] = BUILD_VERSION
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "photos", tuple(self.photos))
@@ -93,23 +92,6 @@ class DemoVideoConfig:
                              f"to 1, got {self.fractions}")
         if self.extra:
             raise ValueError(f"unknown demo video parameters {sorted(self.extra)}")
-
-    @classmethod
-    def from_mapping(cls, values: Mapping | None) -> DemoVideoConfig:
-        """Build from a config mapping; unknown keys are an error, not ignored."""
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)} - {"extra"}
-        extra = {k: values.pop(k) for k in list(values) if k not in known}
-        return cls(**values, extra=extra)
-
-    def params(self) -> dict:
-        params = asdict(self)
-        params.pop("extra")
-        return params
-
-    def digest(self) -> str:
-        blob = json.dumps({**self.params(), "build_version": BUILD_VERSION}, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
 
 
 def kind_for(photo_index: int, level: int, kinds: tuple[str, ...]) -> str:
@@ -254,7 +236,7 @@ def default_root() -> Path:
 
 def demo_video_dir(cfg: DemoVideoConfig, root: str | os.PathLike) -> Path:
     """Where the clip set with these parameters lives: ``<root>/<name>-<hash>``."""
-    return Path(root) / f"{cfg.name}-{cfg.digest()}"
+    return cfg.folder(root)
 
 
 def build_demo_video(cfg: DemoVideoConfig | Mapping | None = None,
@@ -262,61 +244,18 @@ def build_demo_video(cfg: DemoVideoConfig | Mapping | None = None,
     """Build the demo clip set if it is not cached yet; return its folder.
 
     The folder holds ``clips/``, ``train.jsonl``, ``val.jsonl``, ``test.jsonl`` (record
-    paths relative to the folder) and ``info.json`` (parameters, counts, codec). It is
-    built in a temporary folder and renamed into place, so a half-built set is never used.
+    paths relative to the folder) and ``info.json`` (parameters, counts, codec); see
+    ``preresq.data.built_set.build_once``.
     """
     if not isinstance(cfg, DemoVideoConfig):
         cfg = DemoVideoConfig.from_mapping(cfg)
     target = demo_video_dir(cfg, default_root() if root is None else root)
-    if (target / "info.json").is_file() and not force:
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        info = _build(cfg, tmp)
-        (tmp / "info.json").write_text(json.dumps({"params": cfg.params(), **info}, indent=2) + "\n")
-        if target.exists():
-            shutil.rmtree(target)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            # Another process finished the same build first; its result is the same.
-            if not (target / "info.json").is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+    return build_once(target, lambda tmp: _build(cfg, tmp), cfg.params(), force)
 
 
 def load_demo_video_split(split: str, cfg: DemoVideoConfig | Mapping | None = None,
                           root: str | os.PathLike | None = None) -> tuple[list[Record], Path]:
     """Records of one split (building the set if needed) and the folder they are relative to."""
-    if split not in SPLITS:
-        raise ValueError(f"demo video split must be one of {SPLITS}, got {split!r}")
+    check_split(split, "demo video")
     folder = build_demo_video(cfg, root)
-    return read_manifest(folder / f"{split}.jsonl"), folder
-
-
-def read_demo_video_set(path: str | os.PathLike, **params) -> list:
-    """Label rows of the demo clip set for a benchmark card (reader ``demo_video_set``).
-
-    The counterpart of ``preresq.data.readers.read_demo_set``: ``params`` are
-    ``DemoVideoConfig`` fields; the set is built on first use under the folder ``path``;
-    rows of all three splits are returned, named relative to ``path``
-    (``<name>-<hash>/clips/...``) and carrying their split, for ``splitter: labels``.
-    """
-    from preresq.data.records import LabelRow
-
-    root = Path(path)
-    folder = build_demo_video(params, root=root)
-    prefix = folder.relative_to(root).as_posix()
-    rows = []
-    for split in SPLITS:
-        for lineno, record in enumerate(read_manifest(folder / f"{split}.jsonl"), start=1):
-            rows.append(LabelRow(name=f"{prefix}/{record.paths[0]}", mos=record.mos, line=lineno,
-                                 ref=f"{prefix}/{record.ref}" if record.ref else None,
-                                 id=f"{prefix}/{record.id}", split=split,
-                                 extra={**record.extra, "label_file": f"{split}.jsonl"}))
-    return rows
+    return split_records(folder, split), folder

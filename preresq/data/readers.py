@@ -368,26 +368,16 @@ def read_demo_set(path: str | Path, **params) -> list[LabelRow]:
     relative to ``path`` (``<name>-<hash>/images/...``) and carrying their split; a card
     keeps one with ``splitter: labels`` and ``split: ...``.
     """
-    from preresq.data.demo import SPLITS, build_demo
+    from preresq.data.built_set import label_rows
+    from preresq.data.demo import build_demo
 
-    root = Path(path)
-    folder = build_demo(params, root=root)
-    prefix = folder.relative_to(root).as_posix()
-    from preresq.data.records import read_manifest
-
-    rows = []
-    for split in SPLITS:
-        for lineno, record in enumerate(read_manifest(folder / f"{split}.jsonl"), start=1):
-            rows.append(LabelRow(name=f"{prefix}/{record.paths[0]}", mos=record.mos, line=lineno,
-                                 ref=f"{prefix}/{record.ref}" if record.ref else None,
-                                 id=f"{prefix}/{record.id}", split=split,
-                                 extra={**record.extra, "label_file": f"{split}.jsonl"}))
-    return rows
+    return label_rows(Path(path), build_demo(params, root=Path(path)))
 
 
 @register_reader("demo_video_set")
 def read_demo_video_set(path: str | Path, **params) -> list[LabelRow]:
     """The demo clip set (``preresq.data.demo_video``); the video twin of ``demo_set``."""
-    from preresq.data.demo_video import read_demo_video_set as read
+    from preresq.data.built_set import label_rows
+    from preresq.data.demo_video import build_demo_video
 
-    return read(path, **params)
+    return label_rows(Path(path), build_demo_video(params, root=Path(path)))
