@@ -159,3 +159,22 @@ def test_missing_release_weights_say_how_to_get_them(tmp_path):
     assert "huggingface-cli download DanceSkyCode/PreResIQA-R1" in out.stderr
     assert "--model /models/<name>" in out.stderr and "PRERESQ_MODEL_RELEASE" in out.stderr
     assert not (tmp_path / "s.csv").exists()  # nothing written before the weights are there
+
+
+def test_csv_with_the_tiny_model_records_its_weights(tmp_path, tiny_model_dir, capsys):
+    import json
+
+    folder = tmp_path / "photos"
+    names = _images(folder, 3)
+    out = tmp_path / "scores.csv"
+    args = [str(folder), "--csv", str(out), "--model", str(tiny_model_dir), "model=tiny",
+            "prompt=demo_digit", "max_new_tokens=2"]
+    assert score.main(args) == 0
+    assert [r[0] for r in _rows(out)[1:]] == names
+    identity = json.loads(identity_file(out).read_text())
+    assert len(identity["model"]["weights"]["sha256"]) == 64
+    assert identity["prompt"]["image"]["template"].startswith("Rate the image quality")
+    assert set(identity["prompt"]) == {"image", "video"}  # both: adding videos later still resumes
+    before = out.read_bytes()
+    assert score.main(args) == 0 and out.read_bytes() == before  # nothing left to score
+    assert "3 of 3 files already scored, 0 to score" in capsys.readouterr().err

@@ -225,9 +225,11 @@ def main(argv: Sequence[str] | None = None, predictor=None) -> int:
     except CsvMismatchError as err:
         return _stop(str(err))
     except KeyboardInterrupt:
-        if args.csv:
+        if args.csv and Path(args.csv).is_file():
             print(f"\ninterrupted: the rows scored so far are in {args.csv}; run the same "
                   f"command again to score the rest", file=sys.stderr)
+        else:
+            print("\ninterrupted", file=sys.stderr)
         return 130
     if args.json:
         print(json.dumps(results, indent=2, ensure_ascii=False), file=stdout)
