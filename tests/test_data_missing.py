@@ -8,6 +8,7 @@ import runpy
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -26,9 +27,11 @@ def _env(data_root, tmp_path):
             "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
 
 
-def _run(script, args, env, tmp_path):
-    cmd = [sys.executable, str(REPO_ROOT / "scripts" / script), *args,
-           f"hydra.run.dir={tmp_path / 'hydra'}"]
+def _run(command, args, env, tmp_path):
+    """``scripts/<command>`` with this Python, or the console script ``command``."""
+    entry = ([sys.executable, str(REPO_ROOT / "scripts" / command)] if command.endswith(".py")
+             else [str(Path(sys.executable).parent / command)])
+    cmd = [*entry, *args, f"hydra.run.dir={tmp_path / 'hydra'}"]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
 
 
@@ -42,10 +45,11 @@ def _message(stderr, data_root):
     return message
 
 
-def test_train_without_data_says_where_it_goes(tmp_path):
+@pytest.mark.parametrize("command", ["train.py", "preresq-train"])
+def test_train_without_data_says_where_it_goes(tmp_path, command):
     empty = tmp_path / "empty"
     empty.mkdir()
-    out = _run("train.py", ["+experiment=iqa_6k"], _env(empty, tmp_path), tmp_path)
+    out = _run(command, ["+experiment=iqa_6k"], _env(empty, tmp_path), tmp_path)
     assert out.returncode == 2, out.stderr[-3000:]
     message = _message(out.stderr, empty)
     assert f"kadid10k: label file {empty}/kadid10k/dmos.csv (`labels` in configs/data/kadid_6k.yaml)" in message
