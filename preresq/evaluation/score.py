@@ -114,8 +114,9 @@ def with_default_model(overrides: Sequence[str]) -> list[str]:
 
 def training_run_refusal(model: str | None, overrides: Sequence[str]) -> str | None:
     """Why ``--model`` cannot be asked with the default prompt: it is a checkpoint of a
-    PreResQ training run (``run_info.json``, or the trainer's ``trainer_state.json``), trained with another question, and neither a
-    model preset nor a prompt was named. None when fine."""
+    PreResQ training run (``run_info.json``, or the trainer's ``trainer_state.json``),
+    trained with another question, and neither a model preset nor a prompt was named.
+    None when fine."""
     chosen = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
     trained = any((Path(model or "") / f).is_file() for f in ("run_info.json", "trainer_state.json"))
     if not model or not trained or chosen & {"model", "prompt"}:
@@ -144,7 +145,8 @@ def no_prompt_message(modality: str, items) -> str:
     files = [str(i.path) for i in items if modality_of(i.path) == modality]
     shown = ", ".join(files[:3]) + (", ..." if len(files) > 3 else "")
     return (f"{len(files)} {modality} files ({shown}), but this model's prompt has no {modality} "
-            f"question (prompt.{modality} is null: the released PreResQ-R1 rates images). Score "
+            f"question (prompt.{modality} is null; the default model, the released PreResQ-R1, "
+            f"rates images only). Score "
             f"the other files alone, or choose a model and prompt that have one, e.g. "
             f"model=qwen2_5_vl_7b --model /path/to/a/{modality}/checkpoint.")
 
