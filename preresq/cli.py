@@ -3,8 +3,36 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from preresq.paths import CONFIG_DIR
+
+USER_ERROR_STATUS = 2  # missing data or weights: the user acts, nothing to debug
+
+
+@contextmanager
+def stop_on_user_errors(paths=None) -> Iterator[None]:
+    """Missing data (``DataMissingError``) or weights (``ModelNotFoundError``) end the command
+    with the error's message on stderr and exit status 2, without a traceback.
+
+    Used inside every command's main function: Hydra's wrapper prints the traceback of
+    any exception that leaves the task function, but lets ``SystemExit`` through.
+    ``paths``: the run's ``paths`` group, which the message names the data's place by.
+    """
+    from preresq.data.missing import DataMissingError
+    from preresq.models import ModelNotFoundError
+
+    try:
+        yield
+    except DataMissingError as err:
+        message = err.describe(paths if paths is not None else err.paths)
+    except ModelNotFoundError as err:
+        message = str(err)
+    else:
+        return
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(USER_ERROR_STATUS)
 
 
 def train_main() -> None:
@@ -13,15 +41,12 @@ def train_main() -> None:
     from omegaconf import DictConfig
 
     import preresq.config  # noqa: F401  (registers the ${repo_root:} resolver)
-    from preresq.models import ModelNotFoundError
     from preresq.training import train
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
     def _main(cfg: DictConfig) -> None:
-        try:
+        with stop_on_user_errors(cfg.paths):
             train(cfg)
-        except ModelNotFoundError as err:
-            raise SystemExit(f"error: {err}") from None
 
     _main()
 
@@ -33,14 +58,11 @@ def eval_main() -> None:
 
     import preresq.config  # noqa: F401  (registers the ${repo_root:} resolver)
     from preresq.evaluation import evaluate
-    from preresq.models import ModelNotFoundError
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name="eval", version_base="1.3")
     def _main(cfg: DictConfig) -> None:
-        try:
+        with stop_on_user_errors(cfg.paths):
             evaluate(cfg)
-        except ModelNotFoundError as err:
-            raise SystemExit(f"error: {err}") from None
 
     _main()
 

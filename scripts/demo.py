@@ -4,6 +4,7 @@ import hydra
 from omegaconf import DictConfig
 
 import preresq.config  # noqa: F401  (registers the repo_root resolver)
+from preresq.cli import stop_on_user_errors
 from preresq.demo import run_demo
 
 
@@ -11,7 +12,8 @@ from preresq.demo import run_demo
 def main(cfg: DictConfig) -> None:
     if "demo" not in cfg:
         raise SystemExit("scripts/demo.py needs the demo experiment: +experiment=demo")
-    run_demo(cfg)
+    with stop_on_user_errors(cfg.paths):  # e.g. a demo card pointed at a missing manifest
+        run_demo(cfg)
 
 
 if __name__ == "__main__":

@@ -8,16 +8,14 @@ import hydra
 from omegaconf import DictConfig
 
 import preresq.config  # noqa: F401  (registers the ${repo_root:} resolver used by configs/paths)
+from preresq.cli import stop_on_user_errors
 from preresq.evaluation import evaluate
-from preresq.models import ModelNotFoundError
 
 
 @hydra.main(config_path="../configs", config_name="eval", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
+    with stop_on_user_errors(cfg.paths):  # missing data or weights: a message, no traceback
         evaluate(cfg)
-    except ModelNotFoundError as err:  # a one-line reason, not a stack trace
-        raise SystemExit(f"error: {err}") from None
 
 
 if __name__ == "__main__":

@@ -9,16 +9,14 @@ import hydra
 from omegaconf import DictConfig
 
 import preresq.config  # noqa: F401  (registers the repo_root resolver)
-from preresq.models import ModelNotFoundError
+from preresq.cli import stop_on_user_errors
 from preresq.training import train
 
 
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
+    with stop_on_user_errors(cfg.paths):  # missing data or weights: a message, no traceback
         train(cfg)
-    except ModelNotFoundError as err:
-        raise SystemExit(f"error: {err}") from None
 
 
 if __name__ == "__main__":

@@ -41,14 +41,15 @@ def test_eval_script_runs_offline_on_the_demo(tmp_path, monkeypatch, capsys):
     assert (out / "results.md").is_file() and (out / "plots" / "iqa_demo.png").is_file()
 
 
-def test_eval_script_names_a_missing_model_without_a_traceback(tmp_path, monkeypatch):
+def test_eval_script_names_a_missing_model_without_a_traceback(tmp_path, monkeypatch, capsys):
     missing = tmp_path / "no_such_checkpoint"
     monkeypatch.setattr(sys, "argv", ["scripts/eval.py", "suite=iqa_demo", f"model.name_or_path={missing}",
                                       f"output_dir={tmp_path / 'eval'}", f"hydra.run.dir={tmp_path / 'hydra'}"])
     monkeypatch.chdir(REPO_ROOT)
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_path(str(REPO_ROOT / "scripts" / "eval.py"), run_name="__main__")
-    message = str(exit_info.value.code)
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err
     assert message.startswith("error: Model not available") and str(missing) in message
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from preresq.config import load_paths
+from preresq.data.missing import DataMissingError, Missing
 from preresq.data.readers import get_reader
 from preresq.data.records import (
     MODALITIES,
@@ -257,6 +258,8 @@ def _check_unique(card: Card, rows: list[LabelRow]) -> None:
 
 
 def _read_manifest(card: Card) -> list[Record]:
+    if not Path(card.manifest).is_file():
+        raise DataMissingError([Missing(card.name, "manifest", str(card.manifest))])
     records = read_manifest(card.manifest)
     if card.split is not None:
         records = [r for r in records if r.split == card.split]
@@ -267,12 +270,20 @@ def read_benchmark(card: Card) -> list[Record]:
     """Read a card's items as records: rescaled over the whole label file, then split.
 
     With ``card.manifest`` set, the manifest is read instead (and filtered by split).
-    Raises if the file repeats an item; the expected count is checked by
+    Raises ``DataMissingError`` when a label file (or the manifest) is not there, and
+    ``ValueError`` if the file repeats an item; the expected count is checked by
     ``preresq.data.prepare`` (where a mismatch can be reported with the media check).
+    Media files are not opened (``require_media_root`` checks their folder).
     """
     if card.manifest:
         return _read_manifest(card)
-    rows = _normalised(card, get_reader(card.reader)(card.labels, **card.reader_args))
+    try:
+        rows = get_reader(card.reader)(card.labels, **card.reader_args)
+    except DataMissingError:
+        raise
+    except FileNotFoundError as e:  # the readers name the file they looked for (filename)
+        raise DataMissingError([Missing(card.name, "labels", str(e.filename or card.labels))]) from None
+    rows = _normalised(card, rows)
     _check_unique(card, rows)
     scores = _scores(card, rows)
     splits = _splits(card, rows)
@@ -287,3 +298,10 @@ def read_benchmark(card: Card) -> list[Record]:
                               std=row.std, ref=row.ref, extra=extra))
     return records
 
+
+
+def require_media_root(card: Card) -> None:
+    """Stop (``DataMissingError``) when the card's media folder is not there: before a
+    model is loaded, rather than one missing file per item later."""
+    if not Path(card.media_root).is_dir():
+        raise DataMissingError([Missing(card.name, "media_root", str(card.media_root))])

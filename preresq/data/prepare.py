@@ -17,7 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from preresq.data.benchmarks import Card, load_card, load_data_card, read_benchmark
+from preresq.data.benchmarks import (
+    Card,
+    load_card,
+    load_data_card,
+    read_benchmark,
+    require_media_root,
+)
 from preresq.data.records import Record, write_manifest
 
 
@@ -150,10 +156,12 @@ def prepare_manifest(card: Card, output: str | os.PathLike, drop_bad: bool = Fal
             and ``configs/video/default.yaml``).
 
     Raises:
+        DataMissingError: the label file or the media folder is not there.
         DataCheckError: listing every bad file with its label-file line, and/or the count
         mismatch, in one message.
     """
     records = read_benchmark(card)
+    require_media_root(card)  # one line, not one "missing" per item
     problems = []
     if check_count and card.expected_count is not None and len(records) != card.expected_count:
         problems.append(f"{len(records)} items read from {card.labels}, but the card expects "
@@ -252,8 +260,16 @@ def card_from_args(args: argparse.Namespace) -> Card:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``scripts/prepare_data.py``; returns the exit status."""
+    """Entry point of ``scripts/prepare_data.py``; returns the exit status. When the labels
+    or the media folder are not there it says so without a traceback and exits with 2."""
+    from preresq.cli import stop_on_user_errors
+
     args = build_parser().parse_args(argv)
+    with stop_on_user_errors():
+        return _prepare(args)
+
+
+def _prepare(args: argparse.Namespace) -> int:
     card = card_from_args(args)
     video = {}
     for item in args.video:

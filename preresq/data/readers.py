@@ -11,6 +11,7 @@ Errors name the file and, where the format has lines, the line number.
 
 from __future__ import annotations
 
+import errno
 import math
 import re
 from collections.abc import Callable
@@ -267,7 +268,7 @@ def read_pipal_txt(path: str | Path) -> list[LabelRow]:
     if path.is_dir():
         files = sorted(path.glob("*.txt"))
         if not files:
-            raise FileNotFoundError(f"no PIPAL label .txt files in {path}")
+            raise FileNotFoundError(errno.ENOENT, "no PIPAL label .txt files in the folder", str(path))
     else:
         files = [need_file(path)]
     rows = []

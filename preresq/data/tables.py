@@ -7,16 +7,17 @@ table and reports problems as ``<file>:<line>: ...`` (or ``<file>: row N`` for s
 from __future__ import annotations
 
 import csv
+import errno
 import math
 import re
 from pathlib import Path
 
 
 def need_file(path: str | Path) -> Path:
-    """The path of a label file that must exist."""
+    """The path of a label file that must exist (``FileNotFoundError.filename`` names it)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"label file not found: {path}")
+        raise FileNotFoundError(errno.ENOENT, "label file not found", str(path))
     return path
 
 

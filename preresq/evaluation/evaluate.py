@@ -29,7 +29,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from preresq.data.benchmarks import SUITE_DIR, Card, load_suite, read_benchmark
+from preresq.data.benchmarks import SUITE_DIR, Card, load_suite, read_benchmark, require_media_root
+from preresq.data.missing import DataMissingError
 from preresq.evaluation.cache import PredictionCache
 from preresq.evaluation.decoding import Decoding
 from preresq.evaluation.identity import (
@@ -73,20 +74,26 @@ def evaluate(cfg: DictConfig, predictor: Predictor | None = None) -> dict | None
         cards = load_suite(names, paths=cfg.paths, source=cfg.get("label_source"))
         decoding = Decoding.from_cfg(cfg)
         prompts = {m: ItemPrompt.from_cfg(cfg.prompt.get(m), m) for m in sorted({c.modality for c in cards})}
-        model_path = weights = None
         if predictor is None:
             check_backend(cfg)
-            model_path, weights = procs.first_then_others(lambda: locate_model(cfg))
         benchmarks: dict[str, dict] = {}
         readable: dict[str, list] = {}
+        problems: dict[str, DataMissingError | str] = {}
         for card in cards:
             # rank 0 first: reading the demo set builds it into the cache on first use
-            reason, records = procs.first_then_others(lambda c=card: read_or_skip(c))
-            if reason is not None:
-                logger.warning("skipping %s: %s", card.name, reason)
+            problem, records = procs.first_then_others(lambda c=card: read_or_skip(c))
+            if problem is not None:
+                reason = problem.short() if isinstance(problem, DataMissingError) else problem
+                logger.warning("skipping %s: %s (see data/README.md)", card.name, reason)
                 benchmarks[card.name] = {"skipped": reason}
+                problems[card.name] = problem
             else:
                 readable[card.name] = records
+        if not readable:  # an empty table would look like a finished run
+            raise nothing_to_evaluate(names, problems, cfg.paths)
+        model_path = weights = None
+        if predictor is None:  # after the labels: missing data stops before any download
+            model_path, weights = procs.first_then_others(lambda: locate_model(cfg))
         identity = identity_of(cfg, [c for c in cards if c.name in readable], decoding, prompts,
                                weights)
         out = output_dir(cfg, names, identity)
@@ -240,22 +247,27 @@ def identity_of(cfg: DictConfig, cards: Sequence[Card], decoding: Decoding,
     return identity
 
 
-def read_or_skip(card: Card) -> tuple[str | None, list]:
-    """(None, records), or (why the benchmark cannot be evaluated here, in one line, [])."""
+def read_or_skip(card: Card) -> tuple[DataMissingError | str | None, list]:
+    """(None, records), or (why the benchmark cannot be evaluated here: the missing data,
+    or a one-line reason, []). The labels are read before the media folder is looked at,
+    because reading the demo set builds it."""
     try:
         records = read_benchmark(card)
-    except FileNotFoundError as e:
-        return f"labels not found ({_first_line(e)})", []
-    if not Path(card.media_root).is_dir():
-        return f"media folder not found: {card.media_root}", []
+        require_media_root(card)
+    except DataMissingError as e:
+        return e, []
     if not records:
         return "no items", []
     return None, records
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+def nothing_to_evaluate(names: Sequence[str], problems: dict, paths) -> DataMissingError:
+    """The error of a run in which no benchmark could be evaluated: each one's reason."""
+    missing = [m for p in problems.values() if isinstance(p, DataMissingError) for m in p.missing]
+    others = [f"{name}: {p}" for name, p in problems.items() if not isinstance(p, DataMissingError)]
+    return DataMissingError(missing, paths=paths, others=others,
+                            headline=f"no benchmark could be evaluated: all {len(names)} of "
+                                     f"{suite_tag(names)} were skipped, nothing was written")
 
 
 # ----------------------------------------------------------------------------- predictor

@@ -129,9 +129,11 @@ def build_dataset(cfg: DictConfig, split: str | None = None, plan: StagePlan | N
     (null) the items one process reads per optimizer step: TRL's sampler repeats each of
     them K times, and again for every accumulation step of the generation batch.
     """
+    from preresq.data.benchmarks import require_media_root
     from preresq.data.rows import DECODE_CACHE_ITEMS, build_train_dataset
 
     records, card = training_records(cfg, split)
+    require_media_root(card)  # before the model loads (plan_run has read the labels)
     prompt_cfg = _container(cfg.prompt[card.modality])
     cache = cfg.trainer.get("decode_cache_items")
     if cache is None:
