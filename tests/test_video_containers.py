@@ -16,12 +16,12 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from test_video import read_index, tile_indices, write_clip
+from test_video import SMALL, read_index, tile_indices, write_clip
 from test_video_display import _patch_mkv_duration, views
 
 from preresq.data import video_decode
-from preresq.data.video import ViewSpec, evened, frame_indices, plan_views
-from preresq.data.video_decode import index_clip
+from preresq.data.video import ViewSpec, evened, frame_indices, load_views, plan_views
+from preresq.data.video_decode import VideoDecodeError, index_clip
 
 FRAMES, RATE = 48, 24
 MOSAIC = [1, 4, 7, 10, 13, 16, 19, 22, 25, 28, 31, 34, 37, 40, 43, 46]
@@ -102,6 +102,47 @@ def test_matroska_header_claiming_6_s_for_2_s(clips, tmp_path, name, backend, mo
     assert [read_index(v) for v in local] == LOCAL
 
 
+def trimmed(src: str, dst: Path, frames: int) -> Path:
+    """``src`` with its first ``frames`` frames cut by an edit list (as ``ffmpeg -ss ... -c
+    copy`` trims an MP4): the packets move that many frames earlier, the muxer starts the
+    edit list at 0, and the demuxer marks the packets before it to be decoded, not shown."""
+    import av
+
+    with av.open(src) as i, av.open(str(dst), "w") as o:
+        stream = o.add_stream_from_template(i.streams.video[0])
+        shift = round(frames / RATE / i.streams.video[0].time_base)
+        for packet in i.demux(i.streams.video[0]):
+            if packet.dts is not None:
+                packet.pts, packet.dts, packet.stream = packet.pts - shift, packet.dts - shift, stream
+                o.mux(packet)
+    return dst
+
+
+@pytest.mark.parametrize("backend", ["pyav", "auto"])
+def test_mp4_trimmed_by_an_edit_list_shows_the_frames_after_its_start(clips, tmp_path, backend):
+    """Frames 5 .. 47 are shown; a packet the demuxer marks as discarded (before the edit
+    list's start) is no frame of the clip, though decoding starts at it."""
+    import av
+
+    path = trimmed(clips["h264.mp4"], tmp_path / "trimmed.mp4", 5)
+    with av.open(str(path)) as c:  # the trim took: some packet is decoded but not shown
+        assert any(p.is_discard for p in c.demux(video=0))
+    with av.open(str(path)) as c:
+        shown = [read_index(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+    assert shown == list(range(5, FRAMES))
+    mosaic, *local = load_views(path, backend=backend, **SMALL)
+    assert tile_indices(mosaic, 4, 4) == [5 + i for i in frame_indices(len(shown), 16)]
+    assert [read_index(v) for v in local] == [5 + i for i in plan_views(len(shown), ViewSpec()).local]
+
+
+def test_decord_refuses_a_trimmed_mp4(clips, tmp_path):
+    """decord counts the discarded packet as a frame (and shifts the rest): refused, naming
+    the file, rather than shown one frame off."""
+    path = trimmed(clips["h264.mp4"], tmp_path / "trimmed.mp4", 5)
+    with pytest.raises(VideoDecodeError, match=f"{path}.*decord counts 44 frames, the packets 43"):
+        load_views(path, backend="decord", **SMALL)
+
+
 # --------------------------------------------------------------------------- rounding rule
 
 FPS = [Fraction(24000, 1001), 24, 25, Fraction(30000, 1001), 30, 50, Fraction(60000, 1001), 60]
@@ -123,6 +164,9 @@ def test_evened_keeps_clips_that_are_not_an_even_rate():
     assert evened(vfr) == vfr
     assert list(evened([0, 33, 67, 100, 133])) == [0, 1, 2, 3, 4]  # 30 fps in ms
     assert evened([0, 33, 69, 100, 133]) == [0, 33, 69, 100, 133]  # 2 ticks off: not rounding
+    skipped = [0, 1, 2, 3, 4, 6, 7, 8, 9, 10]  # an AVI (one tick a frame) missing frame 5
+    assert evened(skipped) == skipped
+    assert list(evened([3, 4, 5, 6])) == [0, 1, 2, 3]
 
 
 def test_a_view_at_a_rounded_boundary_is_the_index_rules_frame():

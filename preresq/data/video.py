@@ -111,7 +111,8 @@ def evened(starts: Sequence[int]) -> Sequence[int]:
 
     Even means every timestamp lies within one tick of the straight line from the first to
     the last: exact times ``a + i * d`` rounded (or truncated) to ticks are off by under one
-    tick each, so by at most one from the line through the rounded ends. A clip sampled
+    tick each, so by at most one from the line through the rounded ends. Where a frame
+    lasts under four ticks (an AVI's time base is its frame rate) the line must be exact. A clip sampled
     from its rounded timestamps would get the frame before the one the index rule gives
     wherever a view falls on a frame boundary (a quarter of 48 frames is frame 12).
 
@@ -126,7 +127,10 @@ def evened(starts: Sequence[int]) -> Sequence[int]:
     span = starts[-1] - starts[0]
     if span <= 0:
         return starts
-    if all(abs((starts[i] - starts[0]) * (n - 1) - i * span) <= n - 1 for i in range(1, n - 1)):
+    # Rounding moves a frame by at most one tick, under a quarter of a frame here; where a
+    # frame lasts only a few ticks (an AVI counts in frames) nothing was rounded: exact.
+    ticks = 1 if span >= 4 * (n - 1) else 0
+    if all(abs((starts[i] - starts[0]) * (n - 1) - i * span) <= ticks * (n - 1) for i in range(1, n - 1)):
         return range(n)
     return starts
 

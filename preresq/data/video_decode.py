@@ -5,6 +5,8 @@ nothing decoded: every frame's presentation timestamp (pts, in the stream's time
 the keyframes. Frame ``i`` is the ``i``-th smallest timestamp. The header's frame count
 and duration are never used, so a clip whose header lies about its length still gives its
 real frames, and the views can be chosen by time (``preresq.data.video.plan_views``).
+A packet the demuxer marks as discarded (before the start of an MP4's edit list: a
+trimmed clip) is no frame, as in a player, though decoding may start at it.
 
 Containers whose packets carry decode times only (AVI; ``DECODE_TIME_FORMATS``), and
 packets without a pts: FFmpeg makes up each packet's "pts" from its decode time, which is
@@ -128,7 +130,7 @@ def index_packets(path: Path, container, stream) -> ClipIndex:
     log: "File ended prematurely"). Such a clip would otherwise show the model only the
     part before the damage, spread over the whole mosaic.
     """
-    packets, broken = [], []  # (pts, dts, keyframe) in decode order
+    packets, broken, hidden_keys = [], [], []  # (pts, dts, keyframe) in decode order
     with ffmpeg_errors() as errors:
         for packet in container.demux(stream):
             if packet.size == 0:  # the demuxer's end-of-stream flush packet
@@ -137,6 +139,10 @@ def index_packets(path: Path, container, stream) -> ClipIndex:
                 raise VideoDecodeError(f"{path}: packets without timestamps; cannot index frames")
             if packet.is_corrupt:
                 broken.append(float((packet.pts if packet.pts is not None else packet.dts) * stream.time_base))
+            if packet.is_discard:  # before an edit list's start (a trimmed MP4): never shown,
+                if packet.is_keyframe and packet.pts is not None:  # but decoding may start there
+                    hidden_keys.append(packet.pts)
+                continue
             packets.append((packet.pts, packet.dts, packet.is_keyframe))
     if broken or errors:
         said = "; ".join(f"{name}: {message.strip()}" for _, name, message in errors[:3])
@@ -147,7 +153,7 @@ def index_packets(path: Path, container, stream) -> ClipIndex:
                     or any(pts is None for pts, _, _ in packets))
     if not decode_times:
         return ClipIndex(starts=sorted(pts for pts, _, _ in packets),
-                         keys=sorted(pts for pts, _, key in packets if key))
+                         keys=sorted([pts for pts, _, key in packets if key] + hidden_keys))
     if any(dts is None for _, dts, _ in packets):
         raise VideoDecodeError(f"{path}: packets without decode timestamps in a container that "
                                "has no presentation times; cannot index frames")
