@@ -349,3 +349,22 @@ def test_truncated_clip_is_refused_naming_it(tmp_path, name, backend):
     with pytest.raises(video_decode.VideoDecodeError, match=rf"cut_{name}.*truncated"):
         load_views(cut, backend=backend, **SMALL)
     assert av.logging.get_level() is None and av.logging.get_skip_repeated()  # as PyAV keeps them
+
+
+@pytest.mark.parametrize("backend", ["pyav", "decord", "auto"])
+def test_faststart_mp4_cut_between_two_frames_is_refused(tmp_path, backend):
+    """A faststart MP4 cut exactly where a frame's data ends: no packet is incomplete and
+    FFmpeg says nothing (the test above cuts at 60% and met this case by chance, with
+    one x264 build's output size); the index still lists every frame."""
+    import av
+
+    source = write_clip(tmp_path / "source.mp4", 120, gop=8)
+    whole = _remux(source, tmp_path / "fast.mp4", movflags="faststart")
+    with av.open(str(whole)) as c:
+        ends = [p.pos + p.size for p in c.demux(video=0) if p.size]
+    assert ends == sorted(ends)  # frames stored in order: a cut after frame 59 keeps 0 .. 59
+    cut = tmp_path / "cut_between.mp4"
+    cut.write_bytes(whole.read_bytes()[:ends[59]])
+    with pytest.raises(video_decode.VideoDecodeError,
+                       match=r"cut_between.mp4: damaged or truncated .*index lists 4.80 s.*hold 2.40 s"):
+        load_views(cut, backend=backend, **SMALL)

@@ -149,11 +149,13 @@ def index_packets(path: Path, container, stream) -> ClipIndex:
         where = f"incomplete packet at {broken[0]:.2f} s" if broken else "the demuxer reports errors"
         raise VideoDecodeError(f"{path}: damaged or truncated file ({where}{': ' + said if said else ''}); "
                                f"{len(packets)} frames readable. Re-download or re-encode it.")
-    decode_times = (set(container.format.name.split(",")) & DECODE_TIME_FORMATS
-                    or any(pts is None for pts, _, _ in packets))
+    formats = set(container.format.name.split(","))
+    decode_times = formats & DECODE_TIME_FORMATS or any(pts is None for pts, _, _ in packets)
     if not decode_times:
-        return ClipIndex(starts=sorted(pts for pts, _, _ in packets),
-                         keys=sorted([pts for pts, _, key in packets if key] + hidden_keys))
+        starts = sorted(pts for pts, _, _ in packets)
+        if "mov" in formats:
+            _check_sample_table(path, stream, starts)
+        return ClipIndex(starts=starts, keys=sorted([pts for pts, _, key in packets if key] + hidden_keys))
     if any(dts is None for _, dts, _ in packets):
         raise VideoDecodeError(f"{path}: packets without decode timestamps in a container that "
                                "has no presentation times; cannot index frames")
@@ -164,6 +166,23 @@ def index_packets(path: Path, container, stream) -> ClipIndex:
     keys = list(range(len(packets))) if all(key for _, _, key in packets) else [0]
     return ClipIndex(starts=sorted(dts for _, dts, _ in packets), keys=keys,
                      key_dts=[packets[number][1] for number in keys])
+
+
+def _check_sample_table(path: Path, stream, starts: list[int]) -> None:
+    """An MP4 or MOV cut short with its index first (``faststart``): the demuxer silently
+    stops at the end of the file when the cut falls between two frames (inside one, the
+    last packet is marked incomplete). Its sample table, read from the index, still covers
+    the whole clip: what the packets cover must reach its end, give or take a frame. (An
+    edit list shortens the table's duration to what is shown.)"""
+    if not starts or not stream.duration:  # a fragmented MP4 has no table duration
+        return
+    gap = starts[-1] - starts[-2] if len(starts) > 1 else 0
+    listed = (stream.start_time or 0) + stream.duration
+    if starts[-1] + 2 * gap + 1 < listed:
+        held, total = float((starts[-1] + gap - starts[0]) * stream.time_base), float(stream.duration * stream.time_base)
+        raise VideoDecodeError(f"{path}: damaged or truncated file (its index lists {total:.2f} s of "
+                               f"video, its packets hold {held:.2f} s); {len(starts)} frames readable. "
+                               "Re-download or re-encode it.")
 
 
 def index_clip(path: Path) -> ClipIndex:
