@@ -131,6 +131,7 @@ def index_packets(path: Path, container, stream) -> ClipIndex:
     part before the damage, spread over the whole mosaic.
     """
     packets, broken, hidden_keys = [], [], []  # (pts, dts, keyframe) in decode order
+    shown_end = -math.inf
     with ffmpeg_errors() as errors:
         for packet in container.demux(stream):
             if packet.size == 0:  # the demuxer's end-of-stream flush packet
@@ -144,6 +145,8 @@ def index_packets(path: Path, container, stream) -> ClipIndex:
                     hidden_keys.append(packet.pts)
                 continue
             packets.append((packet.pts, packet.dts, packet.is_keyframe))
+            if packet.pts is not None:  # where the frames shown end (a last frame may be held)
+                shown_end = max(shown_end, packet.pts + (packet.duration or 0))
     if broken or errors:
         said = "; ".join(f"{name}: {message.strip()}" for _, name, message in errors[:3])
         where = f"incomplete packet at {broken[0]:.2f} s" if broken else "the demuxer reports errors"
@@ -154,7 +157,7 @@ def index_packets(path: Path, container, stream) -> ClipIndex:
     if not decode_times:
         starts = sorted(pts for pts, _, _ in packets)
         if "mov" in formats:
-            _check_sample_table(path, stream, starts)
+            _check_sample_table(path, stream, starts, shown_end)
         return ClipIndex(starts=starts, keys=sorted([pts for pts, _, key in packets if key] + hidden_keys))
     if any(dts is None for _, dts, _ in packets):
         raise VideoDecodeError(f"{path}: packets without decode timestamps in a container that "
@@ -168,18 +171,19 @@ def index_packets(path: Path, container, stream) -> ClipIndex:
                      key_dts=[packets[number][1] for number in keys])
 
 
-def _check_sample_table(path: Path, stream, starts: list[int]) -> None:
+def _check_sample_table(path: Path, stream, starts: list[int], shown_end: float) -> None:
     """An MP4 or MOV cut short with its index first (``faststart``): the demuxer silently
     stops at the end of the file when the cut falls between two frames (inside one, the
     last packet is marked incomplete). Its sample table, read from the index, still covers
-    the whole clip: what the packets cover must reach its end, give or take a frame. (An
-    edit list shortens the table's duration to what is shown.)"""
+    the whole clip: the packets' frames (each with its duration from the table) must reach
+    its end, give or take a frame. (An edit list makes the table's duration what is shown.)"""
     if not starts or not stream.duration:  # a fragmented MP4 has no table duration
         return
     gap = starts[-1] - starts[-2] if len(starts) > 1 else 0
     listed = (stream.start_time or 0) + stream.duration
-    if starts[-1] + 2 * gap + 1 < listed:
-        held, total = float((starts[-1] + gap - starts[0]) * stream.time_base), float(stream.duration * stream.time_base)
+    if max(shown_end, starts[-1] + gap) + gap + 1 < listed:
+        held = float((starts[-1] + gap - starts[0]) * stream.time_base)
+        total = float(stream.duration * stream.time_base)
         raise VideoDecodeError(f"{path}: damaged or truncated file (its index lists {total:.2f} s of "
                                f"video, its packets hold {held:.2f} s); {len(starts)} frames readable. "
                                "Re-download or re-encode it.")
