@@ -17,7 +17,7 @@ times (sorted: an AVI plays one frame per tick), and frame ``n`` is the ``n``-th
 decoder returns from the first packet on. Only an intra-only clip (every packet a
 keyframe: MJPEG, DV) is read by seeking to each frame's own packet; any other is decoded
 from its start up to the last wanted frame, every frame (a skipped one would not be
-counted), on one thread: several times the cost of a clip with presentation times.
+counted), on one thread: dearer than the same clip with presentation times.
 
 **Decoders** return frame ``i`` as an RGB array turned as a player shows it:
 
