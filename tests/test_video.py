@@ -52,17 +52,21 @@ def read_index(image) -> int:
 
 
 def write_clip(path, num_frames: int, gop: int = 8, codec: str = "libx264",
-               options: dict | None = None) -> str:
+               options: dict | None = None, rate: int = 25, pix_fmt: str = "yuv420p") -> str:
+    """A clip of ``num_frames`` frames at ``rate`` fps, frame ``i`` showing ``index_frame(i)``;
+    the container is the file name's."""
     import av
 
     with av.open(str(path), "w") as out:
-        stream = out.add_stream(codec, rate=25)
-        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream = out.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = W, H, pix_fmt
         stream.gop_size = gop
-        stream.codec_context.time_base = Fraction(1, 25)
+        stream.codec_context.time_base = Fraction(1, rate)
         if codec == "libx264":
             # B-frames: decode order != display order
             stream.options = options or {"crf": "12", "bf": "3"}
+        elif options:
+            stream.options = options
         for i in range(num_frames):
             frame = av.VideoFrame.from_ndarray(index_frame(i), format="rgb24")
             frame.pts = i

@@ -349,3 +349,44 @@ def test_truncated_clip_is_refused_naming_it(tmp_path, name, backend):
     with pytest.raises(video_decode.VideoDecodeError, match=rf"cut_{name}.*truncated"):
         load_views(cut, backend=backend, **SMALL)
     assert av.logging.get_level() is None and av.logging.get_skip_repeated()  # as PyAV keeps them
+
+
+@pytest.mark.parametrize("backend", ["pyav", "decord", "auto"])
+def test_faststart_mp4_cut_between_two_frames_is_refused(tmp_path, backend):
+    """A faststart MP4 cut exactly where a frame's data ends: no packet is incomplete and
+    FFmpeg says nothing (the test above cuts at 60% and met this case by chance, with
+    one x264 build's output size); the index still lists every frame."""
+    import av
+
+    source = write_clip(tmp_path / "source.mp4", 120, gop=8)
+    whole = _remux(source, tmp_path / "fast.mp4", movflags="faststart")
+    with av.open(str(whole)) as c:
+        ends = [p.pos + p.size for p in c.demux(video=0) if p.size]
+    assert ends == sorted(ends)  # frames stored in order: a cut after frame 59 keeps 0 .. 59
+    cut = tmp_path / "cut_between.mp4"
+    cut.write_bytes(whole.read_bytes()[:ends[59]])
+    with pytest.raises(video_decode.VideoDecodeError,
+                       match=r"cut_between.mp4: damaged or truncated .*index lists 4.80 s.*hold 2.40 s"):
+        load_views(cut, backend=backend, **SMALL)
+
+
+def test_mp4_whose_last_frame_is_held_is_not_called_truncated(tmp_path):
+    """The sample-table check above counts each frame's own duration: an MP4 whose last
+    frame stays on screen for a second (longer than the frames before) is whole."""
+    import av
+
+    source = write_clip(tmp_path / "source.mp4", 40, gop=8)
+    held = tmp_path / "held.mp4"
+    with av.open(source) as i, av.open(str(held), "w") as o:
+        stream = o.add_stream_from_template(i.streams.video[0])
+        packets = [p for p in i.demux(i.streams.video[0]) if p.dts is not None]
+        last = max(p.pts for p in packets)
+        for packet in packets:
+            if packet.pts == last:
+                packet.duration = 25 * packet.duration  # a second at 25 fps
+            packet.stream = stream
+            o.mux(packet)
+    with av.open(str(held)) as c:  # the table lists 2.56 s; the frames before the last, 1.56 s
+        assert abs(float(c.streams.video[0].duration * c.streams.video[0].time_base) - 2.56) < 0.05
+    mosaic, *local = load_views(held, backend="pyav", **SMALL)
+    assert [read_index(v) for v in local] == [10, 20, 30]

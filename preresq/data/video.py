@@ -15,6 +15,12 @@ by **presentation time**, so a variable-frame-rate clip is sampled evenly in tim
   duration; headers are not read). Position ``p`` (``0 <= p <= 1``) is the time
   ``t0 + p * length``, and the frame *at* ``p`` is the one on screen then. With a constant
   frame rate this is frame ``min(N - 1, floor(p * N))`` of ``N``.
+* Timestamps are whole ticks of the stream's time base, which rounds them: Matroska and
+  WebM count milliseconds, so 24 fps frames start at 0, 42, 83, 125, ... ms and frame 12
+  at 500 ms, after the quarter of a clip measured from rounded ends (499.75 ms). A clip
+  whose timestamps are an even frame rate to within one tick (``evened``: what rounding
+  or truncating exact times gives) is therefore taken as exactly even, and sampled by the
+  index rule above, in every container alike; any other clip by its timestamps.
 * Mosaic: cut the clip into ``count = rows * cols`` equal spans of time and take the frame
   at the centre of each, ``p_i = (i + 1/2) / count`` (exact arithmetic on the timestamps;
   with a constant frame rate frame ``floor((2i + 1) * N / (2 * count))``). Tiles go in
@@ -97,6 +103,36 @@ def frame_indices(num_frames: int, count: int) -> list[int]:
 def even_positions(count: int) -> list[float]:
     """``count`` positions spread evenly inside the clip: ``(j + 1) / (count + 1)``."""
     return [(j + 1) / (count + 1) for j in range(count)]
+
+
+def evened(starts: Sequence[int]) -> Sequence[int]:
+    """The frames' timestamps as their frame rate meant them: ``range(N)`` when the sorted
+    timestamps ``starts`` are an even frame rate rounded to whole ticks, else ``starts``.
+
+    Even means every timestamp lies within one tick of the straight line from the first to
+    the last: exact times ``a + i * d`` rounded (or truncated) to ticks are off by under one
+    tick each, so by at most one from the line through the rounded ends. Where a frame
+    lasts under four ticks (an AVI's time base is its frame rate) the line must be exact. A clip sampled
+    from its rounded timestamps would get the frame before the one the index rule gives
+    wherever a view falls on a frame boundary (a quarter of 48 frames is frame 12).
+
+    >>> list(evened([0, 42, 83, 125, 167, 208]))  # 24 fps in milliseconds
+    [0, 1, 2, 3, 4, 5]
+    >>> evened([0, 40, 80, 200, 240])  # a frame dropped: kept as timed
+    [0, 40, 80, 200, 240]
+    """
+    n = len(starts)
+    if n < 3:
+        return range(n)
+    span = starts[-1] - starts[0]
+    if span <= 0:
+        return starts
+    # Rounding moves a frame by at most one tick, under a quarter of a frame here; where a
+    # frame lasts only a few ticks (an AVI counts in frames) nothing was rounded: exact.
+    ticks = 1 if span >= 4 * (n - 1) else 0
+    if all(abs((starts[i] - starts[0]) * (n - 1) - i * span) <= ticks * (n - 1) for i in range(1, n - 1)):
+        return range(n)
+    return starts
 
 
 def clip_span(starts: Sequence[int]) -> tuple[int, int]:
@@ -252,13 +288,15 @@ class ViewPlan:
 def plan_views(starts: Sequence[int] | int, spec: ViewSpec) -> ViewPlan:
     """The frame of every view of a clip (a pure function), by presentation time.
 
-    ``starts`` are the frames' sorted timestamps (``video_decode.index_clip``), or a frame
-    count for a constant frame rate (the same as timestamps ``0 .. N-1``).
+    ``starts`` are the frames' sorted timestamps (``video_decode.index_clip``; an even
+    frame rate's, rounded to ticks, count as exactly even: ``evened``), or a frame count for
+    a constant frame rate (the same as timestamps ``0 .. N-1``).
     """
     if isinstance(starts, int):
         if starts < 1:
             raise ValueError(f"num_frames must be >= 1, got {starts}")
         starts = range(starts)
+    starts = evened(starts)
     rows, cols = spec.grid
     return ViewPlan(
         mosaic=frames_at_span_centres(starts, rows * cols),

@@ -5,6 +5,19 @@ nothing decoded: every frame's presentation timestamp (pts, in the stream's time
 the keyframes. Frame ``i`` is the ``i``-th smallest timestamp. The header's frame count
 and duration are never used, so a clip whose header lies about its length still gives its
 real frames, and the views can be chosen by time (``preresq.data.video.plan_views``).
+A packet the demuxer marks as discarded (before the start of an MP4's edit list: a
+trimmed clip) is no frame, as in a player, though decoding may start at it.
+
+Containers whose packets carry decode times only (AVI; ``DECODE_TIME_FORMATS``), and
+packets without a pts: FFmpeg makes up each packet's "pts" from its decode time, which is
+not when it is shown once a codec reorders frames (H.264 or HEVC with B-frames in AVI: a
+packet's frame is shown up to a few frames later). Their frames are known **by their order
+out of the decoder** instead (``ClipIndex.key_dts`` set): the table's times are the decode
+times (sorted: an AVI plays one frame per tick), and frame ``n`` is the ``n``-th frame the
+decoder returns from the first packet on. Only an intra-only clip (every packet a
+keyframe: MJPEG, DV) is read by seeking to each frame's own packet; any other is decoded
+from its start up to the last wanted frame, every frame (a skipped one would not be
+counted), on one thread: dearer than the same clip with presentation times.
 
 **Decoders** return frame ``i`` as an RGB array turned as a player shows it:
 
@@ -39,7 +52,12 @@ import numpy as np
 
 # How a clip's frames become pixels, recorded in evaluation identities (as
 # ``preresq.data.image.DISPLAY_RULES``): predictions made under other rules are not reused.
-DISPLAY_RULES = "frames by presentation time from the packets; display matrix as ffplay (turns, mirrors)"
+DISPLAY_RULES = ("frames by presentation time from the packets, even frame rates exact despite "
+                 "rounded timestamps, AVI frames by decoder output order; "
+                 "display matrix as ffplay (turns, mirrors)")
+
+# FFmpeg demuxers (``container.format.name``) whose packets carry decode times only.
+DECODE_TIME_FORMATS = frozenset({"avi"})
 
 
 class VideoDecodeError(OSError):
@@ -55,15 +73,25 @@ class VideoDecodeError(OSError):
 class ClipIndex:
     """Every frame of a clip, from its packets: sorted presentation and keyframe timestamps;
     from ``index_clip``, also its first frame's ``orientation`` (what decord cannot tell; None
-    when PyAV decodes no frame of it)."""
+    when PyAV decodes no frame of it).
+
+    Frames known by their order out of the decoder (``key_dts`` not None; see the module
+    docstring): ``starts`` are the sorted decode times, ``keys`` the frame numbers decoding
+    may start from (every frame of an intra-only clip, else the first) and ``key_dts``
+    their decode times (where to seek)."""
 
     starts: list[int]
     keys: list[int]
     orientation: Orientation | None = None
+    key_dts: list[int] | None = None
 
     @property
     def num_frames(self) -> int:
         return len(self.starts)
+
+    @property
+    def in_decode_order(self) -> bool:
+        return self.key_dts is not None
 
 
 _LOG_LEVEL_LOCK = threading.Lock()
@@ -102,24 +130,63 @@ def index_packets(path: Path, container, stream) -> ClipIndex:
     log: "File ended prematurely"). Such a clip would otherwise show the model only the
     part before the damage, spread over the whole mosaic.
     """
-    pts, keys, broken = [], [], []
+    packets, broken, hidden_keys = [], [], []  # (pts, dts, keyframe) in decode order
+    shown_end = -math.inf
     with ffmpeg_errors() as errors:
         for packet in container.demux(stream):
             if packet.size == 0:  # the demuxer's end-of-stream flush packet
                 continue
-            if packet.pts is None:
+            if packet.pts is None and packet.dts is None:
                 raise VideoDecodeError(f"{path}: packets without timestamps; cannot index frames")
             if packet.is_corrupt:
-                broken.append(float(packet.pts * stream.time_base))
-            pts.append(packet.pts)
-            if packet.is_keyframe:
-                keys.append(packet.pts)
+                broken.append(float((packet.pts if packet.pts is not None else packet.dts) * stream.time_base))
+            if packet.is_discard:  # before an edit list's start (a trimmed MP4): never shown,
+                if packet.is_keyframe and packet.pts is not None:  # but decoding may start there
+                    hidden_keys.append(packet.pts)
+                continue
+            packets.append((packet.pts, packet.dts, packet.is_keyframe))
+            if packet.pts is not None:  # where the frames shown end (a last frame may be held)
+                shown_end = max(shown_end, packet.pts + (packet.duration or 0))
     if broken or errors:
         said = "; ".join(f"{name}: {message.strip()}" for _, name, message in errors[:3])
         where = f"incomplete packet at {broken[0]:.2f} s" if broken else "the demuxer reports errors"
         raise VideoDecodeError(f"{path}: damaged or truncated file ({where}{': ' + said if said else ''}); "
-                               f"{len(pts)} frames readable. Re-download or re-encode it.")
-    return ClipIndex(starts=sorted(pts), keys=sorted(keys))
+                               f"{len(packets)} frames readable. Re-download or re-encode it.")
+    formats = set(container.format.name.split(","))
+    decode_times = formats & DECODE_TIME_FORMATS or any(pts is None for pts, _, _ in packets)
+    if not decode_times:
+        starts = sorted(pts for pts, _, _ in packets)
+        if "mov" in formats:
+            _check_sample_table(path, stream, starts, shown_end)
+        return ClipIndex(starts=starts, keys=sorted([pts for pts, _, key in packets if key] + hidden_keys))
+    if any(dts is None for _, dts, _ in packets):
+        raise VideoDecodeError(f"{path}: packets without decode timestamps in a container that "
+                               "has no presentation times; cannot index frames")
+    # Intra-only (every packet a keyframe): frame n is the n-th packet, decoded on its own.
+    # Otherwise a keyframe's place in decode order is not its place on screen once frames
+    # are reordered (an MPEG-4 open GOP shows the B-frames decoded after an I-frame before
+    # it), so frames are counted from the first packet, the one start that is certain.
+    keys = list(range(len(packets))) if all(key for _, _, key in packets) else [0]
+    return ClipIndex(starts=sorted(dts for _, dts, _ in packets), keys=keys,
+                     key_dts=[packets[number][1] for number in keys])
+
+
+def _check_sample_table(path: Path, stream, starts: list[int], shown_end: float) -> None:
+    """An MP4 or MOV cut short with its index first (``faststart``): the demuxer silently
+    stops at the end of the file when the cut falls between two frames (inside one, the
+    last packet is marked incomplete). Its sample table, read from the index, still covers
+    the whole clip: the packets' frames (each with its duration from the table) must reach
+    its end, give or take a frame. (An edit list makes the table's duration what is shown.)"""
+    if not starts or not stream.duration:  # a fragmented MP4 has no table duration
+        return
+    gap = starts[-1] - starts[-2] if len(starts) > 1 else 0
+    listed = (stream.start_time or 0) + stream.duration
+    if max(shown_end, starts[-1] + gap) + gap + 1 < listed:
+        held = float((starts[-1] + gap - starts[0]) * stream.time_base)
+        total = float(stream.duration * stream.time_base)
+        raise VideoDecodeError(f"{path}: damaged or truncated file (its index lists {total:.2f} s of "
+                               f"video, its packets hold {held:.2f} s); {len(starts)} frames readable. "
+                               "Re-download or re-encode it.")
 
 
 def index_clip(path: Path) -> ClipIndex:
@@ -135,7 +202,8 @@ def index_clip(path: Path) -> ClipIndex:
         if not index.starts:
             return index
         try:
-            container.seek(index.starts[0], stream=stream, backward=True, any_frame=False)
+            container.seek(index.key_dts[0] if index.key_dts else index.starts[0], stream=stream,
+                           backward=True, any_frame=False)
             first = next(container.decode(stream), None)
         except av.FFmpegError:  # PyAV cannot decode it (decord may): the matrix stays unread
             return index
@@ -271,6 +339,10 @@ class DecordReader:
     decord turns each frame by its display matrix's angle but ignores the matrix's mirror.
     For a mirrored clip (``index.orientation``, from ``index_clip``) decord's turn is undone
     and the frame shown as the matrix asks; with no orientation read, decord's turn stands.
+
+    In a clip whose frames are known by decode order (AVI) decord's seeking (by index or
+    ``skip_frames``) lands on wrong frames, as its timestamps are unset there: its frames
+    are read one after another from the start instead (every frame decoded).
     """
 
     def __init__(self, path: Path, num_threads: int, index: ClipIndex):
@@ -285,10 +357,23 @@ class DecordReader:
         self.num_frames = index.num_frames
         mirrored = index.orientation is not None and index.orientation.mirror
         self._mirror = index.orientation if mirrored else None
+        self._next = 0  # in decode-order clips: the frame the next ``next()`` returns
+
+    def _frame(self, index: int):
+        if not self.index.in_decode_order:
+            return self._vr[index]
+        if index < self._next:
+            self._vr.seek(0)  # the start is the one place decord seeks to exactly there
+            self._next = 0
+        while self._next < index:
+            self._vr.next()
+            self._next += 1
+        self._next += 1
+        return self._vr.next()
 
     def frames(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
         for index in indices:
-            array = self._vr[index].asnumpy()
+            array = self._frame(index).asnumpy()
             if self._mirror is not None:  # decord turned it by the angle alone
                 array = upright(np.rot90(array, -self._mirror.angle_quarters), self._mirror)
             yield index, array
@@ -351,6 +436,37 @@ class _PyAVStream:
                 yield from kept(codec.decode(None))
                 return
 
+    def run_frames_in_order(self, run: Sequence[int], key: int, key_dts: int
+                            ) -> Iterator[tuple[int, object]]:
+        """The frames of one run of a clip known by decode order (``ClipIndex.key_dts``),
+        ``(frame number, frame)``: seek to the keyframe numbered ``key`` (decode time
+        ``key_dts``), then the ``n``-th frame out of the decoder is frame ``key + n``.
+
+        Every packet is decoded (a skipped frame would not be counted). The seek must land on
+        that keyframe and the decoder's first frame must be the keyframe's (it carries the
+        packet's pts); anything else would shift every frame number, so it is an error.
+        """
+        self.container.seek(key_dts, stream=self.stream, backward=True, any_frame=False)
+        codec = self.stream.codec_context
+        codec.skip_frame = "DEFAULT"
+        wanted, number, key_pts = set(run), key, None
+        for packet in self.container.demux(self.stream):
+            if key_pts is None:
+                if packet.dts != key_dts or not packet.is_keyframe:
+                    raise VideoDecodeError(f"{self.path}: seeking to the keyframe at decode time "
+                                           f"{key_dts} landed at {packet.dts}; cannot number its frames")
+                key_pts = packet.pts
+            for frame in codec.decode(packet):  # the empty packet at the stream's end drains it
+                if number == key and frame.pts != key_pts:
+                    raise VideoDecodeError(f"{self.path}: the decoder's first frame after the keyframe "
+                                           f"at decode time {key_dts} is not that keyframe's")
+                self.decoded_pts.append(number)
+                if number in wanted:
+                    yield number, frame
+                number += 1
+                if number > run[-1]:
+                    return
+
     def close(self) -> None:
         self.container.close()
 
@@ -376,7 +492,9 @@ class PyAVReader:
         except BaseException:
             self.close()
             raise
-        self._pts, self._keys = self.index.starts, self.index.keys
+        # What runs are cut in: timestamps, or frame numbers in a clip known by decode order.
+        self._pts = range(self.index.num_frames) if self.index.in_decode_order else self.index.starts
+        self._keys = self.index.keys
         self.num_frames = self.index.num_frames
 
     @property
@@ -398,9 +516,14 @@ class PyAVReader:
                 run.append(target)
         return runs
 
-    def _key_before(self, target: int) -> int:
-        k = bisect.bisect_right(self._keys, target) - 1
-        return self._keys[k] if k >= 0 else self._pts[0]
+    def _run_frames(self, stream: _PyAVStream, run: list[int]) -> Iterator[tuple[int, object]]:
+        """One run's ``(pts or frame number, frame)``, decoded from the keyframe before it."""
+        k = bisect.bisect_right(self._keys, run[0]) - 1
+        if not self.index.in_decode_order:
+            return stream.run_frames(run, self._keys[k] if k >= 0 else self._pts[0])
+        if k < 0:
+            raise VideoDecodeError(f"{self._path}: no keyframe before frame {run[0]}")
+        return stream.run_frames_in_order(run, self._keys[k], self.index.key_dts[k])
 
     def decoded(self, indices: Sequence[int]) -> Iterator[tuple[int, object]]:
         """The wanted frames as PyAV ``VideoFrame``s, not converted (what the benchmark's floor
@@ -411,7 +534,7 @@ class PyAVReader:
         runs = self.runs(targets)
         threads = min(self._num_threads, len(runs))
         if threads <= 1:
-            produced = ((run, self._streams[0].run_frames(run, self._key_before(run[0]))) for run in runs)
+            produced = ((run, self._run_frames(self._streams[0], run)) for run in runs)
         else:
             produced = self._on_threads(runs, threads)
         try:
@@ -421,7 +544,8 @@ class PyAVReader:
                 for target in run:
                     pts, frame = next(frames, (None, None))
                     if pts != target:
-                        raise VideoDecodeError(f"{self._path}: frame {index_of[target]} (pts "
+                        raise VideoDecodeError(f"{self._path}: frame {index_of[target]} ("
+                                               f"{'number' if self.index.in_decode_order else 'pts'} "
                                                f"{target}) not produced by the decoder")
                     yield index_of[target], frame
         finally:  # on an error or a caller that stops early: no decoder thread left running
@@ -446,7 +570,7 @@ class PyAVReader:
                 except queue.Empty:  # opened here, so the first run does not wait for it
                     stream = _PyAVStream(self._path)
                     self._streams.append(stream)  # at most `threads`: one per run decoding at once
-                for item in stream.run_frames(run, self._key_before(run[0])):
+                for item in self._run_frames(stream, run):
                     if stop.is_set():
                         return
                     out.put(item)
