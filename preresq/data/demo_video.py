@@ -47,7 +47,7 @@ KINDS = ("gaussian_blur", "white_noise", "compression", "stutter")
 MOTIONS = ("pan_right", "pan_left", "pan_down", "zoom_in", "zoom_out")
 DEFAULT_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "brick", "grass")
 CLEAN_CRF = 18
-BUILD_VERSION = 1  # bump when the build code changes what it writes
+BUILD_VERSION = 2  # bump when the build code changes what it writes
 
 
 @dataclass(frozen=True)
@@ -157,6 +157,30 @@ def _quality_options(codec: str, t: float) -> dict[str, str]:
     return {"qscale": str(round(2 + 29 * t))}
 
 
+def rgb_to_yuv420p(image: Image.Image) -> np.ndarray:
+    """An RGB image as one yuv420p array (BT.601, limited range; chroma averaged 2x2).
+
+    Done in numpy rather than by FFmpeg's swscale: swscale's conversion of these frame
+    widths (168 is no multiple of its vector width) changed with the process's memory
+    contents, so two builds of the same set encoded different clips.
+    """
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
+    h, w = rgb.shape[:2]
+    if h % 2 or w % 2:
+        raise ValueError(f"yuv420p needs even frame sizes, got {w}x{h}")
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = 16 + 219 * (0.299 * r + 0.587 * g + 0.114 * b)
+    cb = 128 + 224 * (-0.168736 * r - 0.331264 * g + 0.5 * b)
+    cr = 128 + 224 * (0.5 * r - 0.418688 * g - 0.081312 * b)
+
+    def half(plane: np.ndarray) -> np.ndarray:
+        return plane.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+    planes = [y.ravel(), half(cb).ravel(), half(cr).ravel()]
+    out = np.rint(np.concatenate(planes)).clip(0, 255).astype(np.uint8)
+    return out.reshape(h * 3 // 2, w)
+
+
 def write_clip(path: Path, frames: list[Image.Image], fps: int, codec: str,
                options: dict[str, str]) -> None:
     """Encode RGB frames into an .mp4 with PyAV (one encoder thread: deterministic output)."""
@@ -170,9 +194,7 @@ def write_clip(path: Path, frames: list[Image.Image], fps: int, codec: str,
         stream.codec_context.thread_count = 1
         stream.options = options
         for i, image in enumerate(frames):
-            # Converted here, not inside encode(): the encoder's own conversion gave
-            # run-to-run differences in the output bytes.
-            frame = av.VideoFrame.from_image(image).reformat(format="yuv420p")
+            frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(image), format="yuv420p")
             frame.pts = i
             for packet in stream.encode(frame):
                 out.mux(packet)
