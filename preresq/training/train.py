@@ -266,6 +266,7 @@ def train(cfg: DictConfig) -> Path | None:
     """
     from preresq.models import resolve_model_path
     from preresq.training.memory import release_trainer
+    from preresq.training.memory_report import MemoryReport
     from preresq.training.run_info import write_run_info
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -316,7 +317,9 @@ def train(cfg: DictConfig) -> Path | None:
             raise FileExistsError(f"{sdir} already holds {checkpoint.name}; pass resume=true to "
                                   f"continue from it, or choose another run_name/output_dir")
         log.info("stage %d/%d %r starts from %s (output %s)", index, len(stages), name, init_path, sdir)
+        report = MemoryReport(name, sdir, memory.estimates[index - 1].per_device_gib)  # before loading
         trainer = build_trainer(scfg, init_path, sdir, name, plan, initial_path)
+        trainer.add_callback(report)
         if state.is_main_process:
             write_run_info(sdir, scfg, {"stage": name, "init": init_path, "plan": plan.to_json(),
                                         "reference": _reference_path(scfg, init_path, initial_path)})
