@@ -29,10 +29,11 @@ Model states, held all stage:
 - no DeepSpeed: ``w P`` weights, and per trainable parameter ``w`` gradient + ``2 w`` AdamW
   moments (AdamW keeps them in the parameter's dtype);
 - DeepSpeed (bf16 with fp32 master weights): per trainable parameter 2 (bf16 weight) + 2
-  (gradient) + 12 (fp32 master, Adam m and v) = 16 bytes; frozen ones 2. ZeRO-2 divides
-  gradients and optimizer by ``N``; ZeRO-3 divides everything by ``N``; ZeRO-3 with CPU
+  (gradient) + 12 (fp32 master, Adam m and v) = 16 bytes; frozen ones 2. ZeRO-1 divides the
+  optimizer by ``N``, ZeRO-2 gradients and optimizer; ZeRO-3 divides everything by ``N``; ZeRO-3 with CPU
   offload (``zero3_offload``) keeps parameters, gradients and optimizer in host memory;
-- LoRA adapters are fp32 (peft's default): 4 + 4 + 8 = 16 bytes each, any ZeRO stage.
+- LoRA adapters without DeepSpeed are fp32 (peft's default): 4 + 4 + 8 = 16 bytes each;
+  under DeepSpeed they count as any trainable parameter.
 
 KL reference (``beta > 0``, full fine-tune only: with LoRA TRL disables the adapters
 instead): a second copy ``w P``, divided by ``N`` under ZeRO-3 (its own ZeRO-3 engine),
@@ -49,8 +50,8 @@ Then the largest of three phases:
   ``b S (22 H + 8 kv + 14 F)`` bytes (bf16, with RMSNorm's fp32 temporaries), plus with
   LoRA the adapters' fp32 inputs ``b S (24 H + 4 F)``; without checkpointing every layer's
   activations ``L b S (22 H + 8 kv + 8 F)`` and the last layer's MLP gradients ``b S 6 F``
-  (vision layers alike over their patches, with their widths). Logits are never whole (TRL 1.16's fused LM
-  head works in tiles). Under ZeRO-3 the largest gathered module (the embedding, ``w V H``)
+  (vision layers alike over their patches, with their widths). Logits are never whole
+  (TRL 1.16's fused LM head works in tiles). Under ZeRO-3 the largest gathered module (the embedding, ``w V H``)
   comes on top;
 - optimizer step (DeepSpeed): the fp32 copy of the gradient partition, ``4 T / N`` (at most
   DeepSpeed's ``sub_group_size`` of 1e9 parameters under ZeRO-3).
@@ -59,9 +60,9 @@ Colocated vLLM (``trainer.args.use_vllm`` with ``vllm_mode: colocate``) adds
 ``vllm_gpu_memory_utilization`` of the GPU to every phase (known only with
 ``gpu_memory_gib``), and replaces the HF generation terms.
 
-How well it matches (``tests/test_memory_plan.py::test_calibration``)
---------------------------------------------------------------------
-Measured on one H200 (``/work/shared/notes/first_gpu_run.md``,
+How well it matches (``tests/test_memory_plan.py::test_calibration_against_the_measured_peaks``)
+-----------------------------------------------------------------------------------------------
+Measured on one H200 (the first GPU run of 2026-12-04, issue 19, and
 ``docs/measurements/gpu_train.json``), ``torch.cuda.max_memory_allocated``:
 
 - 3B widths, 4 + 4 layers (0.74B parameters), full, ZeRO-3, one GPU, beta 0.04,
@@ -71,8 +72,8 @@ Measured on one H200 (``/work/shared/notes/first_gpu_run.md``,
   448 x 448 images (256 visual tokens), 8 x K=6 = 48 completions of 256 tokens in one
   micro-batch: measured 19.67 GiB, estimated 21.7 GiB (+10%).
 
-Two points on one model family: the per-token activation factors are physical estimates
-that these figures confirm, not fits; other shapes (7B, several GPUs) are unmeasured, and
+Two points on one model family: the per-token activation factors are counted from the
+tensors a layer keeps, then checked against these figures (not fitted to them); other shapes (7B, several GPUs) are unmeasured, and
 ``scripts/gpu_train_check.py`` prints estimate and measurement side by side per stage.
 """
 
@@ -92,7 +93,7 @@ DS_SUB_GROUP = 10**9      # DeepSpeed's default zero_optimization.sub_group_size
 PROMPT_CHARS_PER_TOKEN = 4
 CHAT_TEMPLATE_TOKENS = 32
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
-ZERO_STAGES = ("none", "zero2", "zero3", "zero3_offload")
+ZERO_STAGES = ("none", "zero1", "zero2", "zero3", "zero3_offload")
 
 
 class MemoryPlanError(RuntimeError):
@@ -285,8 +286,9 @@ def estimate(x: MemoryInputs) -> MemoryEstimate:
     if offload:
         states = {"weights": 0.0, "trainable_states": 0.0}   # all in host memory
     elif deepspeed:   # DeepSpeed casts adapters to bf16 too and keeps fp32 masters
+        gradients = 2 * trainable / (1 if x.zero == "zero1" else n)
         states = {"weights": w * (frozen + trainable) / (n if zero3 else 1),
-                  "trainable_states": (DS_BF16_TRAINABLE - 2) * trainable / n}
+                  "trainable_states": gradients + (DS_BF16_TRAINABLE - 4) * trainable / n}
     elif lora:
         states = {"weights": w * frozen, "trainable_states": LORA_TRAINABLE * trainable}
     else:
@@ -368,7 +370,7 @@ def _plain(node) -> dict:
 
 
 def zero_setup(cfg) -> str:
-    """``none``, ``zero2``, ``zero3`` or ``zero3_offload``, read from the DeepSpeed config file."""
+    """One of ``ZERO_STAGES``, read from the DeepSpeed config file (``none``: no DeepSpeed)."""
     from preresq.training.train import _deepspeed_path
 
     path = _deepspeed_path(cfg)
@@ -376,13 +378,18 @@ def zero_setup(cfg) -> str:
         return "none"
     zero = json.loads(Path(path).read_text()).get("zero_optimization", {})
     stage = int(zero.get("stage", 0))
-    offloaded = any((zero.get(k) or {}).get("device", "none") not in ("none", None)
-                    for k in ("offload_param", "offload_optimizer"))
+    offloaded = [(zero.get(k) or {}).get("device", "none") not in ("none", None)
+                 for k in ("offload_param", "offload_optimizer")]
+    if stage == 3 and all(offloaded):
+        return "zero3_offload"
+    if any(offloaded):
+        raise MemoryPlanError(f"{path}: the memory plan models CPU offload of both parameters and "
+                              f"optimizer under ZeRO-3 only (configs/deepspeed/zero3_offload.json)")
     if stage == 3:
-        return "zero3_offload" if offloaded else "zero3"
-    if offloaded:
-        raise MemoryPlanError(f"{path}: CPU offload is modelled under ZeRO-3 only")
-    return "zero2" if stage in (1, 2) else "none"
+        return "zero3"
+    if stage not in (1, 2):
+        raise MemoryPlanError(f"{path}: ZeRO stage {stage} is not modelled by the memory plan (1, 2 or 3)")
+    return f"zero{stage}"
 
 
 def prompt_tokens(cfg, modality: str) -> int:
@@ -411,7 +418,10 @@ def stage_inputs(cfg, plan, gpu_gib: float | None = None) -> MemoryInputs:
     sizes, _ = model_sizes(cfg.model)
     args = cfg.trainer.args
     lora = cfg.model.get("lora")
-    adapters = lora_parameters(sizes, int(lora["r"]), _plain({"t": lora["target_modules"]})["t"]) if lora else 0
+    adapters = 0
+    if lora:
+        lora = _plain(lora)
+        adapters = lora_parameters(sizes, int(lora["r"]), lora["target_modules"])
     dtype = str(cfg.model.get("dtype") or "float32")
     if dtype not in DTYPE_BYTES:
         raise MemoryPlanError(f"model.dtype={dtype!r}: the memory plan knows {sorted(DTYPE_BYTES)}")
