@@ -14,8 +14,8 @@ Variants (``--variants``, in this order by default):
 
 Per stage it prints (from the run's own record, ``preresq.training.memory_report``): step
 times, memory allocated at the stage's start, peak memory, the plan's estimate and their
-ratio, allocator retries and trainable parameters. ``--budget-s`` skips the variants that
-would start after it (listed as skipped, never silently). One process: the DeepSpeed
+ratio, allocator retries and trainable parameters. With ``--deadline-s`` a variant starts
+only when its expected time still fits (the others are listed as skipped, never silently). One process: the DeepSpeed
 process group is a one-process one unless torchrun made it.
 
     python scripts/gpu_train_check.py --out gpu_train.json          # on one GPU
@@ -38,9 +38,11 @@ QWEN2_5_VL_3B = dict(
     vision_intermediate_size=3420, initializer_range=0.02,
 )
 SMALL_LAYERS = dict(text_layers=4, vision_depth=4)
-# name -> (model, LoRA, steps per stage, completion tokens)
-VARIANTS = {"small_full": ("small", False, 1, 64), "small_lora": ("small", True, 1, 64),
-            "3b_full": ("3b", False, 1, 128)}
+# name -> (model, LoRA, steps per stage, completion tokens, seconds it is expected to take on
+# one H200: the first GPU run's step times (0.74B: 17.6 s + 8.0 s at 64 tokens; 3B: 50.4 s at
+# 256 tokens, 137 s for the stage) plus set-up and saves; guesses until measured)
+VARIANTS = {"small_full": ("small", False, 1, 64, 90), "small_lora": ("small", True, 1, 64, 80),
+            "3b_full": ("3b", False, 1, 128, 220)}
 
 
 def save_policy(folder: Path, size: str, device: str) -> Path:
@@ -127,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="the tiny model instead (a CPU check of this script)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps per stage (default: per variant)")
-    parser.add_argument("--budget-s", type=float, default=None, help="start no variant after this many seconds")
+    parser.add_argument("--deadline-s", type=float, default=None,
+                        help="seconds from start by which the check must end: skip variants that would not")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--work", type=Path, default=Path("outputs/gpu_train_check"))
     args = parser.parse_args(argv)
@@ -149,12 +152,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     runs = args.work / time.strftime("run-%Y%m%d-%H%M%S")   # a fresh folder: stages never resume
     for name in args.variants:
-        size, with_lora, steps, tokens = VARIANTS[name]
+        size, with_lora, steps, tokens, expected_s = VARIANTS[name]
         if args.tiny and size == "3b":
             results["skipped"].append(f"{name}: --tiny")
             continue
-        if args.budget_s is not None and time.perf_counter() - started > args.budget_s:
-            results["skipped"].append(f"{name}: past --budget-s {args.budget_s:g}")
+        elapsed = time.perf_counter() - started
+        if args.deadline_s is not None and elapsed + expected_s > args.deadline_s:
+            results["skipped"].append(f"{name}: expected {expected_s} s, {args.deadline_s - elapsed:.0f} s "
+                                      f"left of --deadline-s {args.deadline_s:g}")
             continue
         policy = save_policy(args.work / f"policy_{size}", "tiny" if args.tiny else size, args.device)
         out = runs / name

@@ -41,11 +41,26 @@ def test_report_merges_into_run_info(tmp_path):
     assert memory["peak_gib"] is None and memory["allocated_at_start_gib"] is None  # CPU
 
 
-@pytest.mark.slow
-def test_gpu_train_check_runs_on_cpu_with_the_tiny_model(tmp_path, capsys):
+def _gpu_train_check():
     spec = importlib.util.spec_from_file_location("gpu_train_check", REPO_ROOT / "scripts" / "gpu_train_check.py")
     check = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(check)
+    return check
+
+
+def test_gpu_train_check_skips_what_would_pass_its_deadline(tmp_path):
+    check = _gpu_train_check()
+    out = tmp_path / "gpu_train.json"
+    assert check.main(["--device", "cpu", "--tiny", "--variants", "small_full", "--deadline-s", "30",
+                       "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["variants"] == {}
+    assert result["skipped"] == ["small_full: expected 90 s, 30 s left of --deadline-s 30"]
+
+
+@pytest.mark.slow
+def test_gpu_train_check_runs_on_cpu_with_the_tiny_model(tmp_path, capsys):
+    check = _gpu_train_check()
     out = tmp_path / "gpu_train.json"
     assert check.main(["--device", "cpu", "--tiny", "--variants", "small_lora", "3b_full",
                        "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
