@@ -67,10 +67,10 @@ Measured on one H200 (the first GPU run of 2026-12-04, issue 19, and
 
 - 3B widths, 4 + 4 layers (0.74B parameters), full, ZeRO-3, one GPU, beta 0.04,
   gradient checkpointing, 8 demo images (112 px: 16 visual tokens) x K=12, micro-batch 48,
-  64 completion tokens, stage 1: measured 15.18 GiB, estimated 15.1 GiB (-0.5%);
+  64 completion tokens, stage 1: measured 15.18 GiB, estimated 15.09 GiB (-0.6%);
 - the 3B model with LoRA r=64 (0.12B adapters, 3.87B parameters), no DeepSpeed,
   448 x 448 images (256 visual tokens), 8 x K=6 = 48 completions of 256 tokens in one
-  micro-batch: measured 19.67 GiB, estimated 21.7 GiB (+10%).
+  micro-batch: measured 19.67 GiB, estimated 21.6 GiB (+10%).
 
 Two points on one model family: the per-token activation factors are counted from the
 tensors a layer keeps, then checked against these figures (not fitted to them); other shapes (7B, several GPUs) are unmeasured, and
@@ -268,6 +268,14 @@ class MemoryEstimate:
         return {"memory_per_device_gib": round(self.per_device_gib, 2), **asdict(self)}
 
 
+def layer_bytes(width: int, kv: int, mlp: int, with_gradients: bool) -> int:
+    """bf16 bytes one decoder (or vision) layer keeps per token for its backward pass:
+    RMSNorms with their fp32 temporaries, q/k/v and their rotary copies, attention output
+    (22 x width + 8 x kv), gate, up, activation and product (8 x MLP width), and with the
+    layer's own gradients alive during its backward, 6 x MLP width more."""
+    return 22 * width + 8 * kv + (14 if with_gradients else 8) * mlp
+
+
 def estimate(x: MemoryInputs) -> MemoryEstimate:
     """The formula of this module's docstring."""
     m, n, w = x.sizes, x.world_size, x.weight_bytes
@@ -308,17 +316,16 @@ def estimate(x: MemoryInputs) -> MemoryEstimate:
         prefill = x.generation_batch * (S - x.completion_tokens) * 3 * F * w
     tokens = x.micro_batch * S
     vision_trains = not lora and not x.freeze_vision
-    patches = x.micro_batch * x.visual_tokens * m.merge**2
-    scale = w / 2   # the factors below are bf16 bytes
+    patches = x.micro_batch * x.visual_tokens * m.merge**2 if vision_trains else 0
+    scale = w / 2   # the per-token factors are bf16 bytes
+    text = lambda grads: tokens * layer_bytes(H, kv, F, grads) * scale  # noqa: E731
+    vision = lambda grads: patches * layer_bytes(m.vision_hidden, m.vision_hidden,  # noqa: E731
+                                                 m.vision_intermediate, grads) * scale
     if x.gradient_checkpointing:
-        saved = L * tokens * H * w + (m.vision_depth * patches * m.vision_hidden * w if vision_trains else 0)
-        layer = max(tokens * (22 * H + 8 * kv + 14 * F),
-                    patches * (22 + 8 + 14 * m.vision_intermediate / m.vision_hidden) * m.vision_hidden
-                    if vision_trains else 0) * scale
+        saved = (L * tokens * H + m.vision_depth * patches * m.vision_hidden) * w
+        layer = max(text(True), vision(True))
     else:
-        saved = L * tokens * (22 * H + 8 * kv + 8 * F) * scale
-        if vision_trains:
-            saved += m.vision_depth * patches * (30 * m.vision_hidden + 8 * m.vision_intermediate) * scale
+        saved = L * text(False) + m.vision_depth * vision(False)
         layer = tokens * 6 * F * scale   # the gradients of the last layer's MLP
     lora_inputs = tokens * (24 * H + 4 * F) if lora else 0.0
     working = w * m.vocab * H if zero3 else 0.0
@@ -495,7 +502,9 @@ def check_fits(names: list[str], estimates: list[MemoryEstimate], gpu_gib: float
         f"by N; check with plan_only=true world_size=N), LoRA with the vision tower frozen "
         f"(+experiment=iqa_6k_lora), the 3B policy (model=qwen2_5_vl_3b), or ZeRO-3 with CPU "
         f"offload (trainer.deepspeed=zero3_offload: model states in host memory, slower); "
-        f"a smaller trainer.max_completions_per_device shrinks the activations.")
+        f"a smaller trainer.max_completions_per_device shrinks the activations. The plan is an "
+        f"estimate (preresq/training/memory_plan.py says how close): to try anyway, set "
+        f"gpu_memory_gib above it.")
 
 
 def add_to_summary(summary: dict, estimates: list[MemoryEstimate], gpu_gib: float | None) -> dict:
