@@ -187,10 +187,6 @@ def download_command(out: Path, pins: list[str], flags: list[str], python: str =
     return [python, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(out), *flags, *pins]
 
 
-def _built_names(out: Path) -> set[str]:
-    return {canonicalize_name(p.name.split("-")[0]) for p in out.glob("*.whl")}
-
-
 def _run(command: list[str], env: dict | None = None) -> None:
     print("+", " ".join(command), flush=True)
     subprocess.run(command, check=True, env={**os.environ, **(env or {})})
@@ -217,21 +213,25 @@ def main(argv: list[str] | None = None) -> int:
                     if not (canonicalize_name(Requirement(r).name) in have
                             and canonicalize_name(Requirement(r).name) in SOURCE_ONLY)]
     args.out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="wheelhouse-"))
-    constraints, report_path = work / "constraints.txt", work / "report.json"
-    constraints.write_text(constraints_text(have))
-    if args.dry_run:
-        for command, env in build_commands(args.out, have):
-            print(" ".join([*(f"{k}={v}" for k, v in env.items()), *command]))
-        print(" ".join(resolve_command(args.out, requirements, constraints, report_path, work / "t", flags)))
-        print("then: pip download --no-deps of every resolved package not on the node")
-        return 0
-    for command, env in build_commands(args.out, have):
-        _run(command, env)
-    _run(resolve_command(args.out, requirements, constraints, report_path, work / "target", flags))
-    report = json.loads(report_path.read_text())
+    builds = build_commands(args.out, have)
+    with tempfile.TemporaryDirectory(prefix="wheelhouse-") as tmp:
+        work = Path(tmp)
+        constraints, report_path = work / "constraints.txt", work / "report.json"
+        constraints.write_text(constraints_text(have))
+        resolve = resolve_command(args.out, requirements, constraints, report_path, work / "target", flags)
+        if args.dry_run:
+            for command, env in builds:
+                print(" ".join([*(f"{k}={v}" for k, v in env.items()), *command]))
+            print(" ".join(resolve))
+            print("then: pip download --no-deps of every resolved package not on the node")
+            return 0
+        for command, env in builds:
+            _run(command, env)
+        _run(resolve)
+        report = json.loads(report_path.read_text())
     excluded = node_closure(report, have)
-    pins = to_download(report, excluded, _built_names(args.out))
+    built = {canonicalize_name(n) for n in SOURCE_ONLY if n not in have} | {"preresq"}
+    pins = to_download(report, excluded, built)
     if pins:
         _run(download_command(args.out, pins, flags))
     wheels = sorted(args.out.glob("*.whl"))
