@@ -9,7 +9,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 
-.PHONY: demo ablation test slow fast install install-dev bench lint clean
+.PHONY: demo ablation test slow fast install install-dev bench lint clean wheelhouse
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,13 @@ test: $(VENV)/.installed-dev
 ## make fast: unit tests only (skips tests marked slow).
 fast: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m "not slow"
+
+## make wheelhouse: wheels for a GPU node without internet (README, "Offline install"): the
+## project's dependencies for the node's Python and platform, less what the node has.
+## WHEELHOUSE_ARGS="--python-version 3.12 --have-file node-freeze.txt" (the node's pip freeze).
+WHEELHOUSE_ARGS ?= --have torch transformers accelerate peft
+wheelhouse: | $(BIN)/python
+	$(BIN)/python scripts/wheelhouse.py --out wheelhouse $(WHEELHOUSE_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check preresq scripts tests

@@ -13,8 +13,9 @@ USER_ERROR_STATUS = 2  # missing data or weights: the user acts, nothing to debu
 
 @contextmanager
 def stop_on_user_errors(paths=None) -> Iterator[None]:
-    """Missing data (``DataMissingError``) or weights (``ModelNotFoundError``) end the command
-    with the error's message on stderr and exit status 2, without a traceback.
+    """Missing data (``DataMissingError``) or weights (``ModelNotFoundError``), or a training
+    run whose memory plan does not fit the GPU (``MemoryPlanError``), end the command with
+    the error's message on stderr and exit status 2, without a traceback.
 
     Used inside every command's main function: Hydra's wrapper prints the traceback of
     any exception that leaves the task function, but lets ``SystemExit`` through.
@@ -22,12 +23,13 @@ def stop_on_user_errors(paths=None) -> Iterator[None]:
     """
     from preresq.data.missing import DataMissingError
     from preresq.models import ModelNotFoundError
+    from preresq.training.memory_plan import MemoryPlanError
 
     try:
         yield
     except DataMissingError as err:
         message = err.describe(paths if paths is not None else err.paths)
-    except ModelNotFoundError as err:
+    except (ModelNotFoundError, MemoryPlanError) as err:
         message = str(err)
     else:
         return
@@ -42,7 +44,7 @@ def train_main() -> None:
 
     import preresq.config  # noqa: F401  (registers the ${repo_root:} resolver)
     from preresq.training import train
-
+    
     @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
     def _main(cfg: DictConfig) -> None:
         with stop_on_user_errors(cfg.paths):

@@ -60,6 +60,9 @@ class Card:
             label file (checked media, fixed scores), or None.
         source: ``"official"`` or ``"authors"``: which block of the card this is.
         description: one line for reports.
+        max_image_pixels: the largest image's width x height, when the set states it: the
+            memory plan (``preresq.training.memory_plan``) counts visual tokens from it
+            instead of the model's pixel budget. Nothing else reads it.
     """
 
     name: str
@@ -77,6 +80,7 @@ class Card:
     manifest: str | None = None
     source: str = "official"
     description: str = ""
+    max_image_pixels: int | None = None
 
     def __post_init__(self) -> None:
         if self.modality not in MODALITIES:

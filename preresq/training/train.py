@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from preresq.paths import CONFIG_DIR
 from preresq.training import vllm
+from preresq.training.memory_plan import run_memory
 from preresq.training.schedule import (
     ScheduleError,
     StagePlan,
@@ -267,13 +268,16 @@ def train(cfg: DictConfig) -> Path | None:
     """
     from preresq.models import resolve_model_path
     from preresq.training.memory import release_trainer
+    from preresq.training.memory_report import MemoryReport
     from preresq.training.run_info import write_run_info
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if cfg.get("plan_only"):
         plans = plan_run(cfg, int(cfg.get("world_size") or _world_size(cfg)))
-        print("\n".join(plan_lines(plans)))
-        print(json.dumps(plan_summary(plans)), flush=True)
+        memory = run_memory(cfg, plans, real_run=False)
+        print("\n".join(plan_lines(plans) + memory.lines()))
+        print(json.dumps(memory.add_to(plan_summary(plans))), flush=True)
+        memory.check()  # after the plan is printed: a plan that does not fit exits non-zero
         return None
 
     check_vllm(cfg)
@@ -286,9 +290,11 @@ def train(cfg: DictConfig) -> Path | None:
     out = Path(cfg.output_dir)
     stages = stage_configs(cfg)
     plans = plan_run(cfg, state.num_processes)
+    memory = run_memory(cfg, plans, real_run=True)
     if state.is_main_process:
-        for line in plan_lines(plans):
+        for line in plan_lines(plans) + memory.lines():
             log.info(line)
+    memory.check()  # before any weights load
 
     with state.main_process_first():  # the tiny model is built once, by rank 0
         init_path = resolve_model_path(cfg.model, cfg.paths.cache_dir)
@@ -296,7 +302,7 @@ def train(cfg: DictConfig) -> Path | None:
     if state.is_main_process:
         write_run_info(out, cfg, {"stages": [name for name, _ in stages],
                                   "world_size": state.num_processes, "initial": initial_path,
-                                  "plan": plan_summary(plans)})
+                                  "plan": memory.add_to(plan_summary(plans))})
 
     for index, ((name, scfg), plan) in enumerate(zip(stages, plans, strict=True), start=1):
         sdir = stage_dir(cfg, name)
@@ -313,7 +319,9 @@ def train(cfg: DictConfig) -> Path | None:
             raise FileExistsError(f"{sdir} already holds {checkpoint.name}; pass resume=true to "
                                   f"continue from it, or choose another run_name/output_dir")
         log.info("stage %d/%d %r starts from %s (output %s)", index, len(stages), name, init_path, sdir)
+        report = MemoryReport(name, sdir, memory.estimates[index - 1].per_device_gib)  # before loading
         trainer = build_trainer(scfg, init_path, sdir, name, plan, initial_path)
+        trainer.add_callback(report)
         if state.is_main_process:
             write_run_info(sdir, scfg, {"stage": name, "init": init_path, "plan": plan.to_json(),
                                         "reference": _reference_path(scfg, init_path, initial_path)})

@@ -1,0 +1,545 @@
+"""The memory plan: GPU memory per device of each training stage, estimated before loading.
+
+Everything here is arithmetic on the model's architecture (its config: no weights are
+read) and on the stage's schedule (``preresq.training.schedule``). This docstring is the one
+place the formula is written down; README's training section points here.
+
+Notation (per stage)
+--------------------
+``P`` all parameters (Qwen2.5-VL: language model + vision tower, counted from the config by
+``parameter_counts``), ``T`` the trainable ones (full fine-tune: ``P``, less the vision
+tower with ``model.freeze_vision``; LoRA: the adapters only, counted by matching
+``target_modules`` against the model's linear layers as peft does), ``N`` the world size,
+``w`` bytes per weight of ``model.dtype`` (2 for bf16), ``b`` the micro-batch
+(``per_device_train_batch_size``), ``G`` the generation batch (TRL generates every
+completion of one optimizer step per device at once: ``completions_per_device``), ``S`` the
+tokens of one sequence = visual tokens + prompt text + completion, ``H``, ``F``, ``L`` the
+language model's width, MLP width and layers, ``kv`` its key/value width (kv heads x head
+dim), ``V`` the vocabulary.
+
+Visual tokens: one per 28 x 28 pixels (``preresq.training.vllm.visual_tokens``) of
+``data.max_image_pixels`` (the largest image of the set, when the card states it) capped by
+``model.max_pixels``. Prompt text: the longest template's characters / 4 + 32 tokens of chat
+template (no tokenizer is loaded; the real count is within some tens of tokens).
+
+Terms (bytes per device)
+------------------------
+Model states, held all stage:
+
+- no DeepSpeed: ``w P`` weights, and per trainable parameter ``w`` gradient + ``2 w`` AdamW
+  moments (AdamW keeps them in the parameter's dtype);
+- DeepSpeed (bf16 with fp32 master weights): per trainable parameter 2 (bf16 weight) + 2
+  (gradient) + 12 (fp32 master, Adam m and v) = 16 bytes; frozen ones 2. ZeRO-1 divides the
+  optimizer by ``N``, ZeRO-2 gradients and optimizer; ZeRO-3 divides everything by ``N``; ZeRO-3 with CPU
+  offload (``zero3_offload``) keeps parameters, gradients and optimizer in host memory;
+- LoRA adapters without DeepSpeed are fp32 (peft's default): 4 + 4 + 8 = 16 bytes each;
+  under DeepSpeed they count as any trainable parameter.
+
+KL reference (``beta > 0``, full fine-tune only: with LoRA TRL disables the adapters
+instead): a second copy ``w P``, divided by ``N`` under ZeRO-3 (its own ZeRO-3 engine),
+whole under ZeRO-2 and without DeepSpeed.
+
+Then the largest of three phases:
+
+- generation: under ZeRO-3 the whole policy is gathered on every device (TRL's
+  ``ds3_gather_for_generation``): ``w P``; the KV cache ``G S L 2 kv w``; the prefill's widest
+  transient, one layer's MLP over every prompt token: ``G (S - completion) 3 F w``;
+- training step (forward + backward of one micro-batch): with gradient checkpointing, every
+  layer's input ``L b S H w`` (and the vision tower's, when it trains, over its patches:
+  4 per visual token) plus one layer recomputed with its gradients,
+  ``b S (22 H + 8 kv + 14 F)`` bytes (bf16, with RMSNorm's fp32 temporaries), plus with
+  LoRA the adapters' fp32 inputs ``b S (24 H + 4 F)``; without checkpointing every layer's
+  activations ``L b S (22 H + 8 kv + 8 F)`` and the last layer's MLP gradients ``b S 6 F``
+  (vision layers alike over their patches, with their widths). Logits are never whole
+  (TRL 1.16's fused LM head works in tiles). Under ZeRO-3 the largest gathered module (the embedding, ``w V H``)
+  comes on top;
+- optimizer step (DeepSpeed): the fp32 copy of the gradient partition, ``4 T / N`` (at most
+  DeepSpeed's ``sub_group_size`` of 1e9 parameters under ZeRO-3).
+
+Colocated vLLM (``trainer.args.use_vllm`` with ``vllm_mode: colocate``) adds
+``vllm_gpu_memory_utilization`` of the GPU to every phase (known only with
+``gpu_memory_gib``), and replaces the HF generation terms.
+
+How well it matches (``tests/test_memory_plan.py::test_calibration_against_the_measured_peaks``)
+-----------------------------------------------------------------------------------------------
+Measured on one H200 (the first GPU run of 2026-12-04, issue 19, and
+``docs/measurements/gpu_train.json``), ``torch.cuda.max_memory_allocated``:
+
+- 3B widths, 4 + 4 layers (0.74B parameters), full, ZeRO-3, one GPU, beta 0.04,
+  gradient checkpointing, 8 demo images (112 px: 16 visual tokens) x K=12, micro-batch 48,
+  64 completion tokens, stage 1: measured 15.18 GiB, estimated 15.09 GiB (-0.6%);
+- the 3B model with LoRA r=64 (0.12B adapters, 3.87B parameters), no DeepSpeed,
+  448 x 448 images (256 visual tokens), 8 x K=6 = 48 completions of 256 tokens in one
+  micro-batch: measured 19.67 GiB, estimated 21.6 GiB (+10%).
+
+Two points on one model family: the per-token activation factors are counted from the
+tensors a layer keeps, then checked against these figures (not fitted to them); other shapes (7B, several GPUs) are unmeasured, and
+``scripts/gpu_train_check.py`` prints estimate and measurement side by side per stage.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+GIB = 2**30
+DS_BF16_TRAINABLE = 16    # bf16 weight 2 + gradient 2 + fp32 master 4 + Adam m, v 8
+LORA_TRAINABLE = 16       # fp32 adapter 4 + gradient 4 + Adam 8
+DS_SUB_GROUP = 10**9      # DeepSpeed's default zero_optimization.sub_group_size (ZeRO-3)
+PROMPT_CHARS_PER_TOKEN = 4
+CHAT_TEMPLATE_TOKENS = 32
+DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+ZERO_STAGES = ("none", "zero1", "zero2", "zero3", "zero3_offload")
+
+
+class MemoryPlanError(RuntimeError):
+    """The plan does not fit the GPU, or cannot be made from the config."""
+
+
+@dataclass(frozen=True)
+class ModelSizes:
+    """The dimensions of a Qwen2.5-VL (or Qwen2-VL) that set its parameter count."""
+
+    vocab: int
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    tied: bool
+    vision_hidden: int
+    vision_intermediate: int     # Qwen2-VL: hidden x mlp_ratio
+    vision_depth: int
+    vision_out: int              # the merger's output width (the language model's)
+    vision_kind: str = "qwen2_5_vl"   # or "qwen2_vl" (LayerNorm, plain MLP)
+    patch: int = 14
+    temporal_patch: int = 2
+    merge: int = 2
+    in_channels: int = 3
+
+    @property
+    def kv(self) -> int:
+        return self.kv_heads * (self.hidden // self.heads)
+
+
+def sizes_from_hf(config: Mapping) -> ModelSizes:
+    """``ModelSizes`` from a Qwen2.5-VL / Qwen2-VL ``config.json`` (text fields at the top
+    level, as on the hub, or under ``text_config``, as transformers 5 writes them)."""
+    text = dict(config.get("text_config") or config)
+    vision = dict(config["vision_config"])
+    kind = str(config.get("model_type", "qwen2_5_vl"))
+    tied = bool(config.get("tie_word_embeddings", text.get("tie_word_embeddings", False)))
+    if kind == "qwen2_vl":
+        width = int(vision["embed_dim"])
+        vision_sizes = dict(vision_hidden=width, vision_intermediate=int(width * vision.get("mlp_ratio", 4)),
+                            vision_out=int(vision.get("hidden_size", text["hidden_size"])))
+    elif kind == "qwen2_5_vl":
+        vision_sizes = dict(vision_hidden=int(vision["hidden_size"]),
+                            vision_intermediate=int(vision["intermediate_size"]),
+                            vision_out=int(vision.get("out_hidden_size", text["hidden_size"])))
+    else:
+        raise MemoryPlanError(f"the memory plan knows Qwen2.5-VL and Qwen2-VL, not model_type {kind!r}")
+    return ModelSizes(vocab=int(text["vocab_size"]), hidden=int(text["hidden_size"]),
+                      intermediate=int(text["intermediate_size"]), layers=int(text["num_hidden_layers"]),
+                      heads=int(text["num_attention_heads"]), kv_heads=int(text["num_key_value_heads"]),
+                      tied=tied, vision_depth=int(vision["depth"]), vision_kind=kind,
+                      patch=int(vision.get("patch_size", 14)),
+                      temporal_patch=int(vision.get("temporal_patch_size", 2)),
+                      merge=int(vision.get("spatial_merge_size", 2)),
+                      in_channels=int(vision.get("in_channels", 3)), **vision_sizes)
+
+
+def sizes_from_tiny(settings: Mapping) -> ModelSizes:
+    """The tiny model's sizes (``model.tiny``; see ``preresq.models.tiny``), its vocabulary
+    being the byte-level BPE plus Qwen's special tokens."""
+    from preresq.models.tiny import DEFAULTS, SPECIAL_TOKENS
+
+    s = {**DEFAULTS, **dict(settings)}
+    vision = (dict(embed_dim=s["vision_hidden_size"], mlp_ratio=2, hidden_size=s["text_hidden_size"])
+              if s["architecture"] == "qwen2_vl" else
+              dict(hidden_size=s["vision_hidden_size"], intermediate_size=s["vision_intermediate_size"],
+                   out_hidden_size=s["text_hidden_size"]))
+    return sizes_from_hf({
+        "model_type": s["architecture"], "tie_word_embeddings": False,
+        "text_config": dict(vocab_size=s["bpe_vocab_size"] + len(SPECIAL_TOKENS),
+                            hidden_size=s["text_hidden_size"], intermediate_size=s["text_intermediate_size"],
+                            num_hidden_layers=s["text_layers"], num_attention_heads=s["text_heads"],
+                            num_key_value_heads=s["text_kv_heads"]),
+        "vision_config": dict(depth=s["vision_depth"], **vision)})
+
+
+def linear_layers(m: ModelSizes) -> list[tuple[str, int, int, bool]]:
+    """Every linear layer as (module name, in features, out features, has bias), named as in
+    transformers' Qwen2.5-VL (what peft's ``target_modules`` are matched against)."""
+    H, F, kv = m.hidden, m.intermediate, m.kv
+    out = []
+    for i in range(m.layers):
+        p = f"model.language_model.layers.{i}."
+        out += [(p + "self_attn.q_proj", H, H, True), (p + "self_attn.k_proj", H, kv, True),
+                (p + "self_attn.v_proj", H, kv, True), (p + "self_attn.o_proj", H, H, False),
+                (p + "mlp.gate_proj", H, F, False), (p + "mlp.up_proj", H, F, False),
+                (p + "mlp.down_proj", F, H, False)]
+    Hv, Iv = m.vision_hidden, m.vision_intermediate
+    for i in range(m.vision_depth):
+        p = f"model.visual.blocks.{i}."
+        out += [(p + "attn.qkv", Hv, 3 * Hv, True), (p + "attn.proj", Hv, Hv, True)]
+        if m.vision_kind == "qwen2_vl":
+            out += [(p + "mlp.fc1", Hv, Iv, True), (p + "mlp.fc2", Iv, Hv, True)]
+        else:
+            out += [(p + "mlp.gate_proj", Hv, Iv, True), (p + "mlp.up_proj", Hv, Iv, True),
+                    (p + "mlp.down_proj", Iv, Hv, True)]
+    merged = Hv * m.merge**2
+    out += [("model.visual.merger.mlp.0", merged, merged, True),
+            ("model.visual.merger.mlp.2", merged, m.vision_out, True)]
+    return out
+
+
+def parameter_counts(m: ModelSizes) -> dict[str, int]:
+    """Parameters of the language model (with embeddings and LM head) and of the vision tower."""
+    linear = {"text": 0, "vision": 0}
+    for name, fan_in, fan_out, bias in linear_layers(m):
+        linear["vision" if ".visual." in name else "text"] += fan_in * fan_out + (fan_out if bias else 0)
+    text = linear["text"] + m.vocab * m.hidden * (1 if m.tied else 2) + m.hidden * (2 * m.layers + 1)
+    norm = 2 if m.vision_kind == "qwen2_vl" else 1   # LayerNorm has a bias, RMSNorm does not
+    vision = (linear["vision"] + m.in_channels * m.temporal_patch * m.patch**2 * m.vision_hidden
+              + norm * m.vision_hidden * (2 * m.vision_depth + 1))
+    return {"text": text, "vision": vision, "total": text + vision}
+
+
+def lora_parameters(m: ModelSizes, r: int, target_modules) -> int:
+    """Adapter parameters: ``r (in + out)`` per targeted linear layer, matched as peft does
+    (a string is a regular expression for the whole name; a list, name suffixes)."""
+    if isinstance(target_modules, str):
+        if target_modules == "all-linear":
+            raise MemoryPlanError("model.lora.target_modules='all-linear' is not modelled by the "
+                                  "memory plan; list the modules or give a regular expression")
+        hit = lambda name: re.fullmatch(target_modules, name) is not None  # noqa: E731
+    else:
+        names = [str(t) for t in target_modules]
+        hit = lambda name: any(name == t or name.endswith("." + t) for t in names)  # noqa: E731
+    total = sum(r * (fan_in + fan_out) for name, fan_in, fan_out, _ in linear_layers(m) if hit(name))
+    if total == 0:
+        raise MemoryPlanError(f"model.lora.target_modules={target_modules!r} matches no linear layer")
+    return total
+
+
+@dataclass(frozen=True)
+class MemoryInputs:
+    """Everything the estimate depends on, for one stage on one device."""
+
+    sizes: ModelSizes
+    world_size: int
+    zero: str                      # one of ZERO_STAGES
+    weight_bytes: int              # w: 2 for bf16, 4 for float32
+    micro_batch: int               # b
+    generation_batch: int          # G
+    visual_tokens: int             # per item
+    prompt_tokens: int             # text, per item
+    completion_tokens: int
+    gradient_checkpointing: bool
+    freeze_vision: bool = False
+    lora_parameters: int = 0       # > 0: LoRA (base frozen)
+    beta: float = 0.0
+    vllm_gib: float = 0.0          # colocated vLLM's share (0: HF generation)
+
+    def __post_init__(self) -> None:
+        if self.zero not in ZERO_STAGES:
+            raise MemoryPlanError(f"DeepSpeed set-up {self.zero!r} not in {ZERO_STAGES}")
+
+
+@dataclass
+class MemoryEstimate:
+    """Per-device bytes by term (GiB), the three phases and their maximum."""
+
+    parameters: int
+    trainable_parameters: int
+    terms_gib: dict[str, float] = field(default_factory=dict)
+    phases_gib: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def per_device_gib(self) -> float:
+        return max(self.phases_gib.values())
+
+    def to_json(self) -> dict:
+        return {"memory_per_device_gib": round(self.per_device_gib, 2), **asdict(self)}
+
+
+def layer_bytes(width: int, kv: int, mlp: int, with_gradients: bool) -> int:
+    """bf16 bytes one decoder (or vision) layer keeps per token for its backward pass:
+    RMSNorms with their fp32 temporaries, q/k/v and their rotary copies, attention output
+    (22 x width + 8 x kv), gate, up, activation and product (8 x MLP width), and with the
+    layer's own gradients alive during its backward, 6 x MLP width more."""
+    return 22 * width + 8 * kv + (14 if with_gradients else 8) * mlp
+
+
+def estimate(x: MemoryInputs) -> MemoryEstimate:
+    """The formula of this module's docstring."""
+    m, n, w = x.sizes, x.world_size, x.weight_bytes
+    counts = parameter_counts(m)
+    base = counts["total"]
+    lora = x.lora_parameters > 0
+    if lora:
+        trainable, frozen = x.lora_parameters, base
+    else:
+        trainable = base - (counts["vision"] if x.freeze_vision else 0)
+        frozen = base - trainable
+    deepspeed = x.zero != "none"
+    offload = x.zero == "zero3_offload"
+    zero3 = x.zero.startswith("zero3")
+
+    if offload:
+        states = {"weights": 0.0, "trainable_states": 0.0}   # all in host memory
+    elif deepspeed:   # DeepSpeed casts adapters to bf16 too and keeps fp32 masters
+        gradients = 2 * trainable / (1 if x.zero == "zero1" else n)
+        states = {"weights": w * (frozen + trainable) / (n if zero3 else 1),
+                  "trainable_states": gradients + (DS_BF16_TRAINABLE - 4) * trainable / n}
+    elif lora:
+        states = {"weights": w * frozen, "trainable_states": LORA_TRAINABLE * trainable}
+    else:
+        states = {"weights": w * base, "trainable_states": 3 * w * trainable}
+    reference = 0.0
+    if x.beta > 0 and not lora:
+        reference = 0.0 if offload else w * base / (n if zero3 else 1)
+    held = sum(states.values()) + reference + x.vllm_gib * GIB
+
+    S = x.visual_tokens + x.prompt_tokens + x.completion_tokens
+    H, F, kv, L = m.hidden, m.intermediate, m.kv, m.layers
+    if x.vllm_gib:
+        gathered = kv_cache = prefill = 0.0
+    else:
+        gathered = w * base if zero3 else 0.0
+        kv_cache = x.generation_batch * S * L * 2 * kv * w
+        prefill = x.generation_batch * (S - x.completion_tokens) * 3 * F * w
+    tokens = x.micro_batch * S
+    vision_trains = not lora and not x.freeze_vision
+    patches = x.micro_batch * x.visual_tokens * m.merge**2 if vision_trains else 0
+    scale = w / 2   # the per-token factors are bf16 bytes
+    text = lambda grads: tokens * layer_bytes(H, kv, F, grads) * scale  # noqa: E731
+    vision = lambda grads: patches * layer_bytes(m.vision_hidden, m.vision_hidden,  # noqa: E731
+                                                 m.vision_intermediate, grads) * scale
+    if x.gradient_checkpointing:
+        saved = (L * tokens * H + m.vision_depth * patches * m.vision_hidden) * w
+        layer = max(text(True), vision(True))
+    else:
+        saved = L * text(False) + m.vision_depth * vision(False)
+        layer = tokens * 6 * F * scale   # the gradients of the last layer's MLP
+    lora_inputs = tokens * (24 * H + 4 * F) if lora else 0.0
+    working = w * m.vocab * H if zero3 else 0.0
+    fp32_grads = 4 * min(trainable / n, DS_SUB_GROUP if zero3 else trainable) if deepspeed and not offload else 0.0
+
+    terms = {**states, "reference": reference, "vllm": x.vllm_gib * GIB,
+             "generation_gathered_weights": gathered, "kv_cache": kv_cache, "prefill": prefill,
+             "checkpointed_activations" if x.gradient_checkpointing else "activations": saved,
+             "layer_recompute" if x.gradient_checkpointing else "last_layer_gradients": layer,
+             "lora_inputs": lora_inputs, "zero3_gathered_module": working,
+             "step_fp32_gradients": fp32_grads}
+    phases = {"generation": held + gathered + kv_cache + prefill,
+              "training": held + saved + layer + lora_inputs + working,
+              "optimizer_step": held + fp32_grads}
+    result = MemoryEstimate(parameters=base + (trainable if lora else 0), trainable_parameters=trainable)
+    result.terms_gib = {k: round(v / GIB, 3) for k, v in terms.items() if v or k != "vllm"}
+    result.phases_gib = {k: round(v / GIB, 3) for k, v in phases.items()}
+    return result
+
+
+# --- the adapter from configs -------------------------------------------------------------
+
+
+def model_sizes(model_cfg) -> tuple[ModelSizes, str]:
+    """The policy's sizes and where they came from: a local ``config.json`` (the folder that
+    will load), the ``model.tiny`` settings, or the ``model.sizes`` block of the model config."""
+    name = model_cfg.get("name_or_path")
+    if name and (Path(str(name)) / "config.json").is_file():
+        path = Path(str(name)) / "config.json"
+        return sizes_from_hf(json.loads(path.read_text())), str(path)
+    if name and (Path(str(name)) / "adapter_config.json").is_file():
+        base = json.loads((Path(str(name)) / "adapter_config.json").read_text())["base_model_name_or_path"]
+        return model_sizes({**_plain(model_cfg), "name_or_path": base})
+    if not name and model_cfg.get("tiny"):
+        return sizes_from_tiny(_plain(model_cfg["tiny"])), "model.tiny"
+    sizes = model_cfg.get("sizes")
+    if sizes:
+        return sizes_from_hf(_plain(sizes)), "model.sizes"
+    raise MemoryPlanError(
+        f"the memory plan needs the policy's architecture: model.name_or_path={name!r} is not a "
+        f"local folder with config.json and the model config has no `sizes` block (copy "
+        f"text_config/vision_config from the model's config.json, see configs/model/qwen2_5_vl_7b.yaml)")
+
+
+def _plain(node) -> dict:
+    from omegaconf import DictConfig, OmegaConf
+
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+
+
+def zero_setup(cfg) -> str:
+    """One of ``ZERO_STAGES``, read from the DeepSpeed config file (``none``: no DeepSpeed)."""
+    from preresq.training.train import _deepspeed_path
+
+    path = _deepspeed_path(cfg)
+    if path is None:
+        return "none"
+    zero = json.loads(Path(path).read_text()).get("zero_optimization", {})
+    stage = int(zero.get("stage", 0))
+    offloaded = [(zero.get(k) or {}).get("device", "none") not in ("none", None)
+                 for k in ("offload_param", "offload_optimizer")]
+    if stage == 3 and all(offloaded):
+        return "zero3_offload"
+    if any(offloaded):
+        raise MemoryPlanError(f"{path}: the memory plan models CPU offload of both parameters and "
+                              f"optimizer under ZeRO-3 only (configs/deepspeed/zero3_offload.json)")
+    if stage == 3:
+        return "zero3"
+    if stage not in (1, 2):
+        raise MemoryPlanError(f"{path}: ZeRO stage {stage} is not modelled by the memory plan (1, 2 or 3)")
+    return f"zero{stage}"
+
+
+def prompt_tokens(cfg, modality: str) -> int:
+    """Text tokens of the longest prompt template, estimated without a tokenizer."""
+    from preresq.prompts import load_template
+
+    chars = max(len(load_template(str(t))) for t in cfg.prompt[modality].templates)
+    return math.ceil(chars / PROMPT_CHARS_PER_TOKEN) + CHAT_TEMPLATE_TOKENS
+
+
+def item_visual_tokens(cfg) -> int:
+    """Visual tokens of one item: its image(s) at ``data.max_image_pixels`` capped by
+    ``model.max_pixels``, or a video's views (``configs/video``)."""
+    from preresq.training.vllm import visual_tokens
+
+    modality = str(cfg.data.modality)
+    pixels = int(cfg.model.max_pixels)
+    if modality == "image" and cfg.data.get("max_image_pixels"):
+        pixels = min(pixels, int(cfg.data.max_image_pixels))
+    video = _plain(cfg.video) if modality == "video" and cfg.get("video") else None
+    return visual_tokens(modality, pixels, 1, video)
+
+
+def stage_inputs(cfg, plan, gpu_gib: float | None = None) -> MemoryInputs:
+    """``MemoryInputs`` of one stage's config and schedule (``schedule.StagePlan``)."""
+    sizes, _ = model_sizes(cfg.model)
+    args = cfg.trainer.args
+    lora = cfg.model.get("lora")
+    adapters = 0
+    if lora:
+        lora = _plain(lora)
+        adapters = lora_parameters(sizes, int(lora["r"]), lora["target_modules"])
+    dtype = str(cfg.model.get("dtype") or "float32")
+    if dtype not in DTYPE_BYTES:
+        raise MemoryPlanError(f"model.dtype={dtype!r}: the memory plan knows {sorted(DTYPE_BYTES)}")
+    vllm_gib = 0.0
+    if args.get("use_vllm") and args.get("vllm_mode", "colocate") == "colocate" and gpu_gib:
+        vllm_gib = float(args.get("vllm_gpu_memory_utilization") or 0.0) * gpu_gib
+    return MemoryInputs(
+        sizes=sizes, world_size=plan.world_size, zero=zero_setup(cfg), weight_bytes=DTYPE_BYTES[dtype],
+        micro_batch=plan.per_device_train_batch_size, generation_batch=plan.completions_per_device,
+        visual_tokens=item_visual_tokens(cfg), prompt_tokens=prompt_tokens(cfg, str(cfg.data.modality)),
+        completion_tokens=int(args.max_completion_length),
+        gradient_checkpointing=bool(cfg.model.get("gradient_checkpointing")),
+        freeze_vision=bool(cfg.model.get("freeze_vision")), lora_parameters=adapters,
+        beta=float(args.get("beta") or 0.0), vllm_gib=vllm_gib)
+
+
+def plan_memory(stage_cfgs, plans, gpu_gib: float | None = None) -> list[MemoryEstimate]:
+    """One estimate per stage (``stage_cfgs``: the (name, config) pairs of ``stage_configs``)."""
+    return [estimate(stage_inputs(scfg, plan, gpu_gib))
+            for (_, scfg), plan in zip(stage_cfgs, plans, strict=True)]
+
+
+def gpu_memory_gib(cfg, real_run: bool) -> float | None:
+    """The memory to plan against: ``gpu_memory_gib`` when set; on a real GPU run, the CUDA
+    device's total; otherwise (CPU, or ``plan_only`` without it) None: no check."""
+    if cfg.get("gpu_memory_gib") is not None:
+        return float(cfg.gpu_memory_gib)
+    if not real_run or cfg.trainer.args.get("use_cpu"):
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory / GIB
+
+
+def memory_lines(names: list[str], estimates: list[MemoryEstimate], gpu_gib: float | None) -> list[str]:
+    """The plan's memory for people: one line per stage, its phases and largest terms."""
+    against = f" (GPU: {gpu_gib:.1f} GiB)" if gpu_gib else " (no GPU memory given: not checked)"
+    lines = [f"memory plan per device{against}, formula in preresq/training/memory_plan.py:"]
+    for name, e in zip(names, estimates, strict=True):
+        phases = ", ".join(f"{k} {_gib(v)}" for k, v in e.phases_gib.items())
+        top = sorted(e.terms_gib.items(), key=lambda kv: -kv[1])[:4]
+        lines.append(f"  {name}: {_gib(e.per_device_gib)} GiB ({phases}; largest: "
+                     + ", ".join(f"{k} {_gib(v)}" for k, v in top)
+                     + f"; {_count(e.trainable_parameters)} of {_count(e.parameters)} parameters trained)")
+    return lines
+
+
+def _gib(value: float) -> str:
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}" if value >= 0.01 else f"{value:.2g}"
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.2f}M"
+
+
+def check_fits(names: list[str], estimates: list[MemoryEstimate], gpu_gib: float | None) -> None:
+    """Raise ``MemoryPlanError`` naming the stages that do not fit and the ways out."""
+    if gpu_gib is None:
+        return
+    over = [(n, e) for n, e in zip(names, estimates, strict=True) if e.per_device_gib > gpu_gib]
+    if not over:
+        return
+    what = "; ".join(f"stage {n!r} needs about {_gib(e.per_device_gib)} GiB per device"
+                     for n, e in over)
+    raise MemoryPlanError(
+        f"the memory plan does not fit: {what}, the GPU has {gpu_gib:.1f} GiB "
+        f"(gpu_memory_gib; null reads the CUDA device). Ways out: more GPUs "
+        f"(`torchrun --nproc_per_node=N scripts/train.py ...`: ZeRO-3 divides the model states "
+        f"by N; check with plan_only=true world_size=N), LoRA with the vision tower frozen "
+        f"(+experiment=iqa_6k_lora), the 3B policy (model=qwen2_5_vl_3b), or ZeRO-3 with CPU "
+        f"offload (trainer.deepspeed=zero3_offload: model states in host memory, slower); "
+        f"a smaller trainer.max_completions_per_device shrinks the activations. The plan is an "
+        f"estimate (preresq/training/memory_plan.py says how close): to try anyway, set "
+        f"gpu_memory_gib above it.")
+
+
+def add_to_summary(summary: dict, estimates: list[MemoryEstimate], gpu_gib: float | None) -> dict:
+    """``plan_summary``'s dict with each stage's ``memory_per_device_gib`` (and its terms)."""
+    for stage, e in zip(summary["stages"], estimates, strict=True):
+        stage.update(e.to_json())
+    summary["gpu_memory_gib"] = None if gpu_gib is None else round(gpu_gib, 2)
+    summary["fits"] = None if gpu_gib is None else all(e.per_device_gib <= gpu_gib for e in estimates)
+    return summary
+
+
+
+@dataclass
+class RunMemory:
+    """Every stage's estimate, and the GPU memory they are checked against (None: no check)."""
+
+    names: list[str]
+    estimates: list[MemoryEstimate]
+    gpu_gib: float | None
+
+    def lines(self) -> list[str]:
+        return memory_lines(self.names, self.estimates, self.gpu_gib)
+
+    def check(self) -> None:
+        check_fits(self.names, self.estimates, self.gpu_gib)
+
+    def add_to(self, summary: dict) -> dict:
+        return add_to_summary(summary, self.estimates, self.gpu_gib)
+
+
+def run_memory(cfg, plans, real_run: bool) -> RunMemory:
+    """The memory plan of a run: before any weights load (``train``), or for ``plan_only``
+    (``real_run=False``: checked only against an explicit ``gpu_memory_gib``)."""
+    from preresq.training.stages import stage_configs
+
+    stages = stage_configs(cfg)
+    gpu_gib = gpu_memory_gib(cfg, real_run)
+    return RunMemory([name for name, _ in stages], plan_memory(stages, plans, gpu_gib), gpu_gib)
