@@ -7,7 +7,9 @@ import torch
 from PIL import Image
 
 from preresq.config import compose
-from preresq.evaluation.predict import Decoding, HFPredictor, Request
+from preresq.decoding import Decoding
+from preresq.evaluation.hf_predictor import HFPredictor
+from preresq.evaluation.requests import Request
 from preresq.prompts import build_messages
 
 
@@ -88,7 +90,8 @@ def test_expected_score_is_the_mean_of_the_renormalised_digit_probabilities(tiny
 
 def test_held_out_metrics_counts_valid_answers_and_refuses_expected_on_tagged_prompts(tiny):
     from preresq.data.records import Record
-    from preresq.evaluation.predict import ItemPrompt, held_out_metrics
+    from preresq.evaluation.held_out import held_out_metrics
+    from preresq.evaluation.requests import ItemPrompt
     from preresq.parsing import parse_answer
 
     model, processor = tiny
