@@ -146,11 +146,11 @@ class HFPredictor:
                               int(self.generation_config.pad_token_id))
         return {k: v.to(self.device) for k, v in inputs.items()}
 
-    def generate(self, requests: Sequence[Request]) -> list[list[str]]:
+    def new_token_ids(self, requests: Sequence[Request]):
+        """The generated token ids, ``num_samples`` rows per request (a row that stopped early
+        is padded after its end-of-sequence token)."""
         import torch
 
-        if not requests:
-            return []
         inputs = self.inputs(requests)
         if self.cache_implementation == "static":
             # transformers sizes a static cache for the longest call so far; size it for this
@@ -158,8 +158,12 @@ class HFPredictor:
             self.model._previous_max_cache_length = -1
         with torch.inference_mode(), neutral_defaults(self.model):
             out = self.model.generate(**inputs, generation_config=self.generation_config)
-        new_tokens = out[:, inputs["input_ids"].shape[1]:]
-        decoded = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+        return out[:, inputs["input_ids"].shape[1]:]
+
+    def generate(self, requests: Sequence[Request]) -> list[list[str]]:
+        if not requests:
+            return []
+        decoded = self.processor.batch_decode(self.new_token_ids(requests), skip_special_tokens=True)
         n = self.decoding.num_samples
         return [decoded[i * n:(i + 1) * n] for i in range(len(requests))]
 
