@@ -169,3 +169,36 @@ def test_demo_answers_are_the_same_one_at_a_time_by_tokens_and_with_a_static_cac
     assert [n for cache, n in sizes[:12]] == [1] * 12 and sizes[0][0] is None
     assert sizes[12:18] == [(None, 2)] * 6
     assert sizes[18:] == [("static", 2)] * 6
+
+
+def test_scorer_batches_by_tokens_and_answers_in_input_order(tmp_path):
+    """Scorer: the same planner (longest first, a token budget), results in input order."""
+    from eval_fakes import fake_answer
+
+    from preresq import Scorer
+
+    sizes = [(56, 56), (112, 112), (84, 56), (112, 112), (56, 56)]  # tiny model: 4 .. 16 tokens
+    paths = []
+    for i, size in enumerate(sizes):
+        Image.new("RGB", size, (50 * i, 90, 200 - 40 * i)).save(tmp_path / f"{i}.png")
+        paths.append(tmp_path / f"{i}.png")
+    spy = Spy()
+    seen = []
+    generate = spy.generate
+
+    def recording(requests):
+        seen.append([r.images[0].size for r in requests])
+        return generate(requests)
+
+    spy.generate = recording
+    scorer = Scorer.from_pretrained("tiny", predictor=spy, prompt="demo_digit", batch_size=64,
+                                    batch_tokens=60)
+    results = scorer.score(paths)
+    assert seen[0] == [(112, 112), (112, 112)]  # the longest first, 2 x 26 tokens <= 60
+    assert sum(len(batch) for batch in seen) == 5 and max(len(batch) for batch in seen) <= 4
+    alone = [Scorer.from_pretrained("tiny", predictor=FakePredictor(), prompt="demo_digit").score(p)
+             for p in paths]
+    assert [r.path for r in results] == [str(p) for p in paths]
+    assert [r.completion for r in results] == [r.completion for r in alone]
+    assert results[1].completion == fake_answer(
+        [Image.open(paths[1]).convert("RGB")])  # each answer belongs to its own input
