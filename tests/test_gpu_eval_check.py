@@ -28,7 +28,9 @@ def test_tiny_run_on_cpu_writes_the_summary(tmp_path):
     assert script.main(["--tiny", "--device", "cpu", "--paths", "dynamic", "static", "--spaq-size", "800", "600",
                         "--out", str(out)]) == 0
     summary = json.loads(out.read_text())
-    default, dynamic, static = summary["runs"]
+    runs = {r["run"]: r for r in summary["runs"]}
+    assert list(runs) == ["dynamic-compare", "static-compare", "default"]  # no compiling first
+    default, dynamic, static = runs["default"], runs["dynamic-compare"], runs["static-compare"]
     assert default["run"] == "default" and default["items"] == 6 + 2  # KADID- and SPAQ-size items
     assert default["new_tokens_per_s"] > 0 and default["ms_per_decode_step"] > 0
     assert (dynamic["cache_implementation"], static["cache_implementation"]) == (None, "static")
@@ -53,7 +55,7 @@ def test_3b_builder_at_toy_sizes(tmp_path, monkeypatch):
                               "--out", str(tmp_path / "out.json")])
     summary = script.run(args)
     assert summary["dtype"] == "torch.bfloat16" and summary["parameters"] > 0
-    assert [r["items"] for r in summary["runs"]] == [3, 2, 2]
+    assert [r["items"] for r in summary["runs"]] == [2, 2, 3]  # dynamic, static, default
     assert all(r["generate_calls"] >= 1 for r in summary["runs"])
     assert json.loads((tmp_path / "out.json").read_text())["runs"] == summary["runs"]
 
