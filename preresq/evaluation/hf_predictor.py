@@ -9,7 +9,8 @@ lets transformers **compile** the decode step (``predictor.compile``: ``torch.co
 "reduce-overhead" mode, i.e. CUDA graphs, transformers' own ``CompileConfig`` default).
 A compiled step is recorded per tensor shape, so the shapes are kept to a bounded set
 (``fixed_shapes``): batches of 1, 2, 4, ... items (``BatchLimits.powers_of_two``) and
-prompts left padded to a length bucket (``length_bucket``: four steps per doubling).
+prompts left padded to a length bucket (``length_bucket``: four steps per doubling; the
+token budget ``batch_tokens`` is checked before this padding, which adds at most 25%).
 
 ``auto`` (the default of both keys) picks the static cache and compiling on CUDA and the
 dynamic cache without compiling elsewhere: on CPU the compiled step buys nothing for the
