@@ -95,7 +95,10 @@ def format_warmup(cfg: DictConfig, model_path: str, records, card, out_dir: Path
 
 def score_split(cfg: DictConfig, model_path: str, card, records, readout: str = "greedy") -> dict:
     """SRCC, PLCC and valid-answer rate of the policy at ``model_path`` on ``records``."""
-    from preresq.evaluation.predict import Decoding, HFPredictor, ItemPrompt, held_out_metrics
+    from preresq.decoding import Decoding
+    from preresq.evaluation.held_out import held_out_metrics
+    from preresq.evaluation.hf_predictor import HFPredictor
+    from preresq.evaluation.requests import ItemPrompt
     from preresq.models import load_model, load_processor
 
     predictor = HFPredictor(load_model(cfg.model, path=model_path),

@@ -1,7 +1,8 @@
 """Benchmark the evaluation path on CPU: batched generation speed and memory vs set size.
 
-1. items/s of ``predict_records`` (the loop ``evaluate`` runs: lazy media loading, batched
-   greedy generation with left padding, parsing, the appended cache) on the tiny model and
+1. items/s of ``predict_records`` (the loop ``evaluate`` runs: items sorted by prompt
+   length, lazy media loading, batched greedy generation with left padding, parsing, the
+   appended cache; the configured ``predictor`` options) on the tiny model and
    the demo set, at batch sizes 1, 8 and 32 (target: batched >= 3x one-at-a-time);
 2. peak resident memory (ru_maxrss) of a whole benchmark pass -- prediction, merge, metrics,
    plot -- at 2,000 items vs 200 items, each in a fresh subprocess (target: <= 1.2x).
@@ -10,6 +11,7 @@
 
     python scripts/bench_eval.py                 # both parts, prints the figures
     python scripts/bench_eval.py --items 64 --new-tokens 32 --batch-sizes 1 8 32
+    python scripts/bench_eval.py --skip-memory --batch-sizes 8 64 --batch-tokens 300
 """
 
 from __future__ import annotations
@@ -29,9 +31,15 @@ from preresq.config import compose
 
 
 def _setup(new_tokens: int, cache_dir: str | None):
+    from omegaconf import OmegaConf
+
     from preresq.data.benchmarks import load_card, read_benchmark
-    from preresq.evaluation.evaluate import media_loader
-    from preresq.evaluation.predict import Decoding, HFPredictor, ItemPrompt
+    from preresq.decoding import Decoding
+    from preresq.evaluation.batching import PromptLengths
+    from preresq.evaluation.evaluate import media_loader, media_tokens
+    from preresq.evaluation.hf_predictor import HFPredictor
+    from preresq.evaluation.predict import text_counter
+    from preresq.evaluation.requests import ItemPrompt
     from preresq.models import load_model, load_processor, resolve_model_path
 
     overrides = ["suite=iqa_demo", "model=tiny", "prompt=demo_digit", f"max_new_tokens={new_tokens}"]
@@ -42,9 +50,12 @@ def _setup(new_tokens: int, cache_dir: str | None):
     records = read_benchmark(card)
     path = resolve_model_path(cfg.model, cfg.paths.cache_dir)
     model = load_model(cfg.model, path=path)
-    predictor = HFPredictor(model, load_processor(cfg.model, path=path), Decoding.from_cfg(cfg))
+    options = OmegaConf.to_container(cfg.predictor, resolve=True)
+    options.pop("name")
+    predictor = HFPredictor(model, load_processor(cfg.model, path=path), Decoding.from_cfg(cfg), **options)
     prompt = ItemPrompt.from_cfg(cfg.prompt.image)
-    return cfg, card, records, predictor, prompt, media_loader(cfg, card)
+    lengths = PromptLengths(media_tokens(cfg, card), text_counter(predictor, prompt))
+    return cfg, card, records, predictor, prompt, media_loader(cfg, card), lengths
 
 
 def _repeat(records, n):
@@ -56,21 +67,23 @@ def speed(args) -> list[dict]:
     """items/s of predict_records at each batch size (same items, same model)."""
     import torch
 
+    from preresq.evaluation.batching import BatchLimits
     from preresq.evaluation.cache import PredictionCache
     from preresq.evaluation.predict import predict_records
 
     torch.set_num_threads(args.threads)
-    _, _, records, predictor, prompt, load = _setup(args.new_tokens, args.cache_dir)
+    _, _, records, predictor, prompt, load, lengths = _setup(args.new_tokens, args.cache_dir)
     items = _repeat(records, args.items)
     predict_records(items[:4], predictor, prompt, load,  # warm-up
-                    PredictionCache(tempfile.mkdtemp(), "warmup"), 4)
+                    PredictionCache(tempfile.mkdtemp(), "warmup"), BatchLimits(4), lengths)
     rows = []
     for bs in args.batch_sizes:
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
-            predict_records(items, predictor, prompt, load, PredictionCache(tmp, "bench"), bs)
+            predict_records(items, predictor, prompt, load, PredictionCache(tmp, "bench"),
+                            BatchLimits(bs, args.batch_tokens), lengths)
             seconds = time.perf_counter() - start
-        rows.append({"batch_size": bs, "items": len(items), "seconds": round(seconds, 2),
+        rows.append({"batch_size": bs, "batch_tokens": args.batch_tokens, "items": len(items), "seconds": round(seconds, 2),
                      "items_per_s": round(len(items) / seconds, 2)})
         print(json.dumps(rows[-1]), flush=True)
     base = rows[0]["items_per_s"]
@@ -83,16 +96,18 @@ def memory_child(args) -> None:
     """One whole benchmark pass over ``args.memory_child`` items; prints peak RSS (MiB)."""
     import torch
 
+    from preresq.evaluation.batching import BatchLimits
     from preresq.evaluation.cache import PredictionCache
     from preresq.evaluation.predict import predict_records
     from preresq.evaluation.report import benchmark_result, scatter_plot
 
     torch.set_num_threads(args.threads)
-    cfg, card, records, predictor, prompt, load = _setup(args.new_tokens, args.cache_dir)
+    cfg, card, records, predictor, prompt, load, lengths = _setup(args.new_tokens, args.cache_dir)
     items = _repeat(records, args.memory_child)
     with tempfile.TemporaryDirectory() as tmp:
         cache = PredictionCache(Path(tmp) / "predictions", card.name)
-        predict_records(items, predictor, prompt, load, cache, args.memory_batch_size)
+        predict_records(items, predictor, prompt, load, cache,
+                        BatchLimits(args.memory_batch_size, args.batch_tokens), lengths)
         rows = cache.merge([r.id for r in items])
         result = benchmark_result(rows, bootstrap_samples=1000)
         scatter_plot(Path(tmp) / "plot.png", rows, result, card.name)
@@ -105,6 +120,8 @@ def memory(args) -> list[dict]:
     for n in args.memory_sizes:
         cmd = [sys.executable, __file__, "--memory-child", str(n), "--new-tokens", str(args.new_tokens),
                "--threads", str(args.threads), "--memory-batch-size", str(args.memory_batch_size)]
+        if args.batch_tokens:
+            cmd += ["--batch-tokens", str(args.batch_tokens)]
         if args.cache_dir:
             cmd += ["--cache-dir", args.cache_dir]
         start = time.perf_counter()
@@ -120,6 +137,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=64, help="items per speed run")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--batch-tokens", type=int, default=None,
+                        help="most prompt tokens per generate call (default: no limit)")
     parser.add_argument("--new-tokens", type=int, default=32, help="max_new_tokens")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--memory-sizes", type=int, nargs="+", default=[200, 2000])

@@ -12,8 +12,9 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from preresq.config import compose
-from preresq.evaluation.decoding import Decoding
-from preresq.evaluation.predict import HFPredictor, ItemPrompt
+from preresq.decoding import Decoding
+from preresq.evaluation.hf_predictor import HFPredictor
+from preresq.evaluation.requests import ItemPrompt
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,9 @@ import torch
 from PIL import Image
 
 from preresq.config import compose
-from preresq.evaluation.predict import Decoding, HFPredictor, Request
+from preresq.decoding import Decoding
+from preresq.evaluation.hf_predictor import HFPredictor
+from preresq.evaluation.requests import Request
 from preresq.prompts import build_messages
 
 
@@ -88,7 +90,8 @@ def test_expected_score_is_the_mean_of_the_renormalised_digit_probabilities(tiny
 
 def test_held_out_metrics_counts_valid_answers_and_refuses_expected_on_tagged_prompts(tiny):
     from preresq.data.records import Record
-    from preresq.evaluation.predict import ItemPrompt, held_out_metrics
+    from preresq.evaluation.held_out import held_out_metrics
+    from preresq.evaluation.requests import ItemPrompt
     from preresq.parsing import parse_answer
 
     model, processor = tiny
@@ -109,3 +112,79 @@ def test_held_out_metrics_counts_valid_answers_and_refuses_expected_on_tagged_pr
                          2, "expected")
     with pytest.raises(ValueError, match="readout"):
         held_out_metrics(predictor, records, digit, lambda r: [images[r.id]], 2, "mode")
+
+
+def test_decode_path_from_the_config():
+    from preresq.evaluation.hf_predictor import decode_path
+
+    assert decode_path("auto", "auto", "cuda") == ("static", True)
+    assert decode_path("auto", "auto", "cpu") == (None, False)
+    assert decode_path(None, "auto", "cuda") == (None, False)  # null: today's dynamic cache
+    assert decode_path("static", False, "cuda") == ("static", False)
+    assert decode_path("static", True, "cpu") == ("static", True)  # asked for: honoured
+    with pytest.raises(ValueError, match="cache_implementation=static"):
+        decode_path("dynamic", True, "cuda")
+    with pytest.raises(ValueError, match="null .dynamic., static or auto"):
+        decode_path("sliding", False, "cpu")
+
+
+def test_length_buckets_are_few_and_padding_is_masked():
+    from preresq.evaluation.hf_predictor import length_bucket, pad_left
+
+    assert [length_bucket(n) for n in (1, 16, 17, 110, 300, 16_000)] == [16, 16, 20, 112, 320, 16_384]
+    assert all(n <= length_bucket(n) <= 1.25 * n + 16 for n in range(1, 5000))
+    assert len({length_bucket(n) for n in range(1, 32_769)}) == 4 * 11 + 1  # 4 per doubling, 16 .. 32k
+    inputs = {"input_ids": torch.tensor([[7, 8]]), "attention_mask": torch.tensor([[1, 1]]),
+              "mm_token_type_ids": torch.tensor([[0, 1]]), "pixel_values": torch.ones(3, 2)}
+    out = pad_left(inputs, 4, pad_token_id=0)
+    assert out["input_ids"].tolist() == [[0, 0, 7, 8]] and out["attention_mask"].tolist() == [[0, 0, 1, 1]]
+    assert out["mm_token_type_ids"].tolist() == [[0, 0, 0, 1]] and out["pixel_values"] is inputs["pixel_values"]
+
+
+def test_static_cache_gives_the_plain_answers(tiny):
+    model, processor = tiny
+    plain = HFPredictor(model, processor, Decoding(max_new_tokens=12)).generate(_requests())
+    static = HFPredictor(model, processor, Decoding(max_new_tokens=12), cache_implementation="static")
+    assert static.generation_config.cache_implementation == "static"
+    assert static.generate(_requests()) == plain
+
+
+@pytest.mark.slow
+def test_compiled_decoding_gives_the_plain_answers_at_bucketed_shapes(tiny):
+    """torch.compile on the decode step (dynamo with the eager backend here: inductor
+    would take a minute on CPU) with prompts padded to length buckets."""
+    model, processor = tiny
+    decoding = Decoding(max_new_tokens=8)
+    plain = HFPredictor(model, processor, decoding)
+    compiled = HFPredictor(model, processor, decoding, cache_implementation="static", compile=True)
+    assert compiled.fixed_shapes and compiled.generation_config.compile_config is not None
+    compiled.generation_config.compile_config.backend = "eager"
+    compiled.generation_config.compile_config.mode = None
+    requests = _requests()
+    width = compiled.inputs(requests[:1])["input_ids"].shape[1]
+    assert width > plain.inputs(requests[:1])["input_ids"].shape[1] and width % 4 == 0  # padded
+    for batch in (requests[:2], requests[2:], requests[:2]):
+        assert compiled.generate(batch) == plain.generate(batch)
+    assert hasattr(model, "_compiled_call")  # the decode steps went through torch.compile
+    del model._compiled_call
+
+
+def test_weights_load_straight_onto_the_device(monkeypatch):
+    """Evaluation loads with device_map (no whole host copy first), in the config's dtype."""
+    from transformers import AutoModelForImageTextToText
+
+    from preresq.models import load_model, resolve_model_path
+
+    seen = {}
+    original = AutoModelForImageTextToText.from_pretrained.__func__
+
+    def spy(cls, path, **kwargs):
+        seen.update(kwargs)
+        return original(cls, path, **kwargs)
+
+    monkeypatch.setattr(AutoModelForImageTextToText, "from_pretrained", classmethod(spy))
+    cfg = compose("eval", ["model=tiny"])
+    model = load_model(cfg.model, path=resolve_model_path(cfg.model, cfg.paths.cache_dir),
+                       device=torch.device("cpu"))
+    assert seen["device_map"] == "cpu" and seen["dtype"] == torch.float32
+    assert next(model.parameters()).device.type == "cpu"

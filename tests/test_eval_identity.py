@@ -95,8 +95,8 @@ def test_video_thread_count_is_not_identity():
     from omegaconf import OmegaConf
 
     from preresq.data import video_decode
-    from preresq.evaluation.decoding import Decoding
-    from preresq.evaluation.predict import ItemPrompt
+    from preresq.decoding import Decoding
+    from preresq.evaluation.requests import ItemPrompt
 
     module = importlib.import_module("preresq.evaluation.evaluate")
     cfg = eval_cfg("unused", "prompt=default")

@@ -12,7 +12,7 @@ from eval_fakes import FakePredictor, eval_cfg, fake_answer
 from preresq.config import compose
 from preresq.evaluation import evaluate
 from preresq.evaluation.metrics import DegenerateInputWarning
-from preresq.evaluation.predict import ItemPrompt
+from preresq.evaluation.requests import ItemPrompt
 from preresq.parsing import parse_answer
 from preresq.prompts import load_template
 
@@ -98,8 +98,8 @@ def test_evaluate_with_a_peer_preset(tmp_path, preset, wrap):
 
 
 def test_vision_ids_reach_the_chat_template(tiny_model_dir):
-    from preresq.evaluation.decoding import Decoding
-    from preresq.evaluation.predict import HFPredictor
+    from preresq.decoding import Decoding
+    from preresq.evaluation.hf_predictor import HFPredictor
     from preresq.models import load_processor
 
     cfg = compose("eval", ["model=tiny", f"model.name_or_path={tiny_model_dir}"])

@@ -7,14 +7,10 @@ import json
 import pytest
 
 from preresq.data.records import Record
+from preresq.decoding import Decoding
+from preresq.evaluation.batching import load_ahead
 from preresq.evaluation.cache import PredictionCache
-from preresq.evaluation.predict import (
-    Decoding,
-    load_ahead,
-    pending_records,
-    score_completions,
-    shard,
-)
+from preresq.evaluation.predict import pending_records, score_completions, shard
 
 
 def test_score_uses_the_shared_parser():
@@ -105,7 +101,8 @@ def test_media_are_loaded_lazily_a_batch_ahead():
             raise OSError(f"cannot read {record.paths[0]}")
         return ["image"]
 
-    batches = load_ahead(_records(10), 2, load, ahead=1)
+    records = _records(10)
+    batches = load_ahead([records[i:i + 2] for i in range(0, 10, 2)], load, ahead=1)
     first = next(batches)
     assert [x.record.id for x in first] == ["r0", "r1"]
     assert len(loaded) <= 4  # only this batch and the next one were opened

@@ -31,8 +31,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from preresq.data.benchmarks import SUITE_DIR, Card, load_suite, read_benchmark, require_media_root
 from preresq.data.missing import DataMissingError
+from preresq.decoding import Decoding
+from preresq.evaluation.batching import MediaTokens, PromptLengths
 from preresq.evaluation.cache import PredictionCache
-from preresq.evaluation.decoding import Decoding
 from preresq.evaluation.identity import (
     check_identity,
     local_model_dir,
@@ -40,14 +41,16 @@ from preresq.evaluation.identity import (
     weights_fingerprint,
 )
 from preresq.evaluation.predict import (
-    ItemPrompt,
     Predictor,
+    batch_limits,
     pending_records,
     predict_records,
     shard,
+    text_counter,
 )
 from preresq.evaluation.processes import Processes
 from preresq.evaluation.report import benchmark_result, scatter_plot, write_report
+from preresq.evaluation.requests import ItemPrompt
 
 logger = logging.getLogger(__name__)
 
@@ -114,12 +117,17 @@ def evaluate(cfg: DictConfig, predictor: Predictor | None = None) -> dict | None
             # 3-4. predict, appending each row to disk as it is made
             if mine:
                 if predictor is None:
-                    predictor = build_predictor(cfg, model_path, decoding, procs.device())
+                    predictor = build_predictor(cfg, model_path, decoding, procs.device(),
+                                                images_per_prompt(cfg, prompts))
                 bar = tqdm(total=len(asked), initial=len(asked) - len(todo), desc=card.name,
                            unit="item", disable=procs.rank != 0 or not cfg.get("progress", True))
+                prompt = prompts[card.modality]
+                lengths = PromptLengths(media_tokens(cfg, card), text_counter(predictor, prompt),
+                                        decoding.num_samples)
+                limits = batch_limits(int(cfg.batch_size), cfg.get("batch_tokens"), predictor)
                 try:
-                    predict_records(mine, predictor, prompts[card.modality], media_loader(cfg, card),
-                                    cache, int(cfg.batch_size),
+                    predict_records(mine, predictor, prompt, media_loader(cfg, card), cache, limits,
+                                    lengths,
                                     progress=lambda k, bar=bar: bar.update(k * procs.world_size))
                 finally:
                     bar.close()
@@ -218,9 +226,9 @@ def identity_of(cfg: DictConfig, cards: Sequence[Card], decoding: Decoding,
                 prompts: dict[str, ItemPrompt], weights: dict | None) -> dict:
     """Everything that decides the predictions (``identity.json``; see ``identity``).
 
-    ``cards``: the benchmarks whose labels were read. Batch size, process count and
-    ``limit`` are left out: they change speed or how many
-    items are asked, not what is asked. Paths are left out too: the same weights or labels
+    ``cards``: the benchmarks whose labels were read. Batch size and tokens, the cache and
+    compile settings, process count and ``limit`` are left out: they change speed or how
+    many items are asked, not what is asked. Paths are left out too: the same weights or labels
     moved elsewhere are the same.
     """
     from preresq.data import image, video_decode
@@ -272,24 +280,43 @@ def nothing_to_evaluate(names: Sequence[str], problems: dict, paths) -> DataMiss
 
 # ----------------------------------------------------------------------------- predictor
 
-def build_predictor(cfg: DictConfig, model_path: str, decoding: Decoding, device) -> Predictor:
-    """The configured generation backend (``cfg.predictor.name``: hf or vllm)."""
+def build_predictor(cfg: DictConfig, model_path: str, decoding: Decoding, device,
+                    max_images: int = 1) -> Predictor:
+    """The configured generation backend (``cfg.predictor.name``: hf or vllm) on ``device``,
+    this process's GPU under torchrun (vLLM's engine finds it from ``LOCAL_RANK``).
+    ``max_images``: the most images one prompt holds (vLLM reserves room for them)."""
     from preresq.models import load_model, load_processor
 
     name = str(cfg.predictor.name)
+    options = OmegaConf.to_container(cfg.predictor, resolve=True)
+    options.pop("name")
     if name == "hf":
-        from preresq.evaluation.predict import HFPredictor
+        from preresq.evaluation.hf_predictor import HFPredictor
 
-        model = load_model(cfg.model, training=False, path=model_path).to(device)
-        return HFPredictor(model, load_processor(cfg.model, path=model_path), decoding, device=device)
+        # Straight onto the device (no whole copy in host memory per process).
+        model = load_model(cfg.model, training=False, path=model_path, device=device)
+        return HFPredictor(model, load_processor(cfg.model, path=model_path), decoding,
+                           device=device, **options)
     if name == "vllm":
         from preresq.evaluation.vllm_backend import VLLMPredictor
 
-        options = OmegaConf.to_container(cfg.predictor, resolve=True)
-        options.pop("name")
         return VLLMPredictor(model_path, load_processor(cfg.model, path=model_path), decoding,
-                             cfg.model, **options)
+                             cfg.model, max_images=max_images, **options)
     raise ValueError(f"unknown predictor {name!r}; expected hf or vllm (configs/predictor/)")
+
+
+def images_per_prompt(cfg: DictConfig, modalities) -> int:
+    """The most images one prompt of these modalities holds: 1 per image, a video's views."""
+    from preresq.evaluation.batching import views_per_video
+
+    video = OmegaConf.to_container(cfg.video, resolve=True) if "video" in modalities else None
+    return max(views_per_video(video) if m == "video" else 1 for m in modalities)
+
+
+def media_tokens(cfg: DictConfig, card: Card) -> MediaTokens:
+    """Record -> the visual tokens of its images, from the files' headers (for batching)."""
+    video_cfg = OmegaConf.to_container(cfg.video, resolve=True) if card.modality == "video" else None
+    return MediaTokens(card.media_root, int(cfg.model.min_pixels), int(cfg.model.max_pixels), video_cfg)
 
 
 def media_loader(cfg: DictConfig, card: Card) -> Callable:

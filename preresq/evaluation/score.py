@@ -154,9 +154,9 @@ def no_prompt_message(modality: str, items) -> str:
 def score_identity(cfg, weights: dict | None) -> dict:
     """What decides a CSV's scores: the evaluation identity without the benchmarks, with the
     prompts of every modality the config has (a later run adding videos matches)."""
-    from preresq.evaluation.decoding import Decoding
+    from preresq.decoding import Decoding
     from preresq.evaluation.evaluate import identity_of
-    from preresq.evaluation.predict import ItemPrompt
+    from preresq.evaluation.requests import ItemPrompt
 
     prompts = {m: ItemPrompt.from_cfg(cfg.prompt[m], m) for m in ("image", "video") if cfg.prompt.get(m)}
     identity = identity_of(cfg, [], Decoding.from_cfg(cfg), prompts, weights)

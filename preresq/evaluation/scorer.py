@@ -8,10 +8,11 @@
 ``from_pretrained`` takes a checkpoint folder, a hub id or a model preset name
 (``configs/model/``: ``visualquality_r1``, ``q_insight``, ``preresq_r1``, ``tiny``...) and
 any override of ``configs/eval.yaml`` as keyword arguments (``prompt="demo_digit"``,
-``batch_size=16``, ``decoding={"do_sample": True, "num_samples": 8}`` or
+``batch_size=16``, ``batch_tokens=8192``, ``decoding={"do_sample": True, "num_samples": 8}`` or
 ``**{"decoding.do_sample": True}``), so the model is asked and read exactly as by
-``scripts/eval.py``. Scoring is batched and, with the default greedy decoding,
-deterministic; with sampling the configured seed is set before every ``score`` call.
+``scripts/eval.py``. Scoring is batched as evaluation batches (sorted by prompt length, at
+most ``batch_size`` items and ``batch_tokens`` tokens per call; results in input order)
+and, with the default greedy decoding, deterministic; with sampling the configured seed is set before every ``score`` call.
 """
 
 from __future__ import annotations
@@ -114,15 +115,16 @@ class Scorer:
     """
 
     def __init__(self, cfg, predictor=None) -> None:
-        from preresq.evaluation.decoding import Decoding
+        from preresq.decoding import Decoding
 
         self.cfg = cfg
         self.decoding = Decoding.from_cfg(cfg)
         if predictor is None:
-            from preresq.evaluation.evaluate import build_predictor, model_folder
+            from preresq.evaluation.evaluate import build_predictor, images_per_prompt, model_folder
             from preresq.evaluation.processes import Processes
 
-            predictor = build_predictor(cfg, model_folder(cfg), self.decoding, Processes().device())
+            predictor = build_predictor(cfg, model_folder(cfg), self.decoding, Processes().device(),
+                                        images_per_prompt(cfg, ("image", "video")))
         self.predictor = predictor
 
     @classmethod
@@ -143,7 +145,9 @@ class Scorer:
         """
         from omegaconf import OmegaConf
 
-        from preresq.evaluation.predict import ItemPrompt, load_ahead, predict_batch
+        from preresq.evaluation.batching import PromptLengths, batches_of, load_ahead, source_tokens
+        from preresq.evaluation.predict import batch_limits, predict_batch, text_counter
+        from preresq.evaluation.requests import ItemPrompt
 
         single = isinstance(inputs, (str, Path, Image.Image))
         items = [_Item(x, i) for i, x in enumerate([inputs] if single else list(inputs))]
@@ -154,7 +158,8 @@ class Scorer:
         cfg = self.cfg
         video_cfg = OmegaConf.to_container(cfg.video, resolve=True)
         min_pixels, max_pixels = int(cfg.model.min_pixels), int(cfg.model.max_pixels)
-        size = int(batch_size or cfg.batch_size)
+        # The evaluation's batching: sorted by prompt tokens, cut by items and tokens.
+        limits = batch_limits(int(batch_size or cfg.batch_size), cfg.get("batch_tokens"), self.predictor)
         results: dict[int, ItemScore] = {}
         for modality in ("image", "video"):
             mine = [it for it in items if (it.path is None and modality == "image")
@@ -166,7 +171,11 @@ class Scorer:
             def load(item, modality=modality):
                 return file_images(item.source, modality, min_pixels, max_pixels, video_cfg)
 
-            for batch in load_ahead(mine, size, load):
+            def visual(item, modality=modality):
+                return source_tokens(item.source, modality, min_pixels, max_pixels, video_cfg)
+
+            lengths = PromptLengths(visual, text_counter(self.predictor, prompt), self.decoding.num_samples)
+            for batch in load_ahead(batches_of(mine, limits, lengths), load):
                 for loaded, row in zip(batch, predict_batch(batch, self.predictor, prompt), strict=True):
                     results[loaded.record.index] = _item_score(loaded.record, row, modality)
         out = [results[i] for i in range(len(items))]

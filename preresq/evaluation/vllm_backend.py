@@ -9,15 +9,22 @@ Decoding is ours, as with ``predictor=hf``: every sampling parameter is set from
 ``Decoding``, and the engine is told not to read the checkpoint's
 ``generation_config.json`` (``generation_config="vllm"``), whose defaults would otherwise
 apply to any parameter left unset.
+
+Under ``torchrun`` every process runs its own engine on its own GPU (``cuda:LOCAL_RANK``)
+on its share of the items, as with ``predictor=hf``: the engine joins torchrun's process
+group as TRL's colocated engines do (``distributed_executor_backend="external_launcher"``).
+Room for images is reserved per prompt as the suite needs it: one for image suites, a
+video's views for video suites.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from preresq.evaluation.decoding import Decoding
-from preresq.evaluation.predict import Request
+from preresq.decoding import Decoding
+from preresq.evaluation.requests import Request, prompt_text, text_tokens
 
 
 class VLLMNotInstalledError(ImportError):
@@ -50,12 +57,20 @@ class VLLMPredictor:
     """
 
     def __init__(self, model_path: str, processor, decoding: Decoding, model_cfg,
-                 max_images: int = 8, **engine_args) -> None:
+                 max_images: int = 1, **engine_args) -> None:
         vllm = import_vllm()
         if (Path(model_path) / "adapter_config.json").is_file():
             raise ValueError(f"{model_path} holds LoRA adapters: predictor=vllm needs full "
                              "weights; merge them first (peft merge_and_unload + save_pretrained) "
                              "or use predictor=hf, which merges on load")
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            # torchrun: one engine per process, each on its own GPU and its own items.
+            if int(engine_args.get("tensor_parallel_size") or 1) != 1:
+                raise ValueError("predictor=vllm under torchrun runs one engine per GPU, so "
+                                 "predictor.tensor_parallel_size must be 1; for a model split "
+                                 "over GPUs run one process (python scripts/eval.py "
+                                 "predictor.tensor_parallel_size=N)")
+            engine_args["distributed_executor_backend"] = "external_launcher"
         self.processor = processor
         self.decoding = decoding
         dtype = model_cfg.get("dtype") or "auto"
@@ -74,11 +89,13 @@ class VLLMPredictor:
             top_k=(d.top_k or -1) if d.do_sample else -1,
             repetition_penalty=float(d.repetition_penalty))
 
+    def text_tokens(self, messages: list[dict], add_vision_id: bool = False) -> int:
+        """Tokens of the prompt's text, image placeholders left out (for batches by tokens)."""
+        return text_tokens(self.processor, messages, add_vision_id)
+
     def generate(self, requests: Sequence[Request]) -> list[list[str]]:
         prompts = [{
-            "prompt": self.processor.apply_chat_template(
-                r.messages, add_generation_prompt=True, tokenize=False,
-                **({"add_vision_id": True} if r.add_vision_id else {})),
+            "prompt": prompt_text(self.processor, r.messages, r.add_vision_id),
             "multi_modal_data": {"image": list(r.images)},
         } for r in requests]
         outputs = self.llm.generate(prompts, self.params, use_tqdm=False)

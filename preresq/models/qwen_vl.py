@@ -78,8 +78,14 @@ def load_processor(model_cfg, cache_dir=None, path: str | None = None):
     return processor
 
 
-def load_model(model_cfg, training: bool = False, cache_dir=None, path: str | None = None):
+def load_model(model_cfg, training: bool = False, cache_dir=None, path: str | None = None,
+               device=None):
     """The policy as ``AutoModelForImageTextToText``, with frozen vision applied.
+
+    ``device`` (evaluation, scoring): the weights are read straight onto it
+    (``device_map``), in the config's dtype, with no whole copy in host memory first; under
+    torchrun each process passes its own ``cuda:LOCAL_RANK``. None (training): transformers'
+    default placement, which the trainer (DeepSpeed, accelerate) then moves.
 
     New LoRA adapters are not added here: ``lora_config`` gives the ``peft_config`` that
     GRPOTrainer wraps the model with (seeded by its ``args.seed``, with TRL's ZeRO-3 adapter
@@ -94,14 +100,16 @@ def load_model(model_cfg, training: bool = False, cache_dir=None, path: str | No
     dtype = _DTYPES[str(_cfg_get(model_cfg, "dtype", "float32"))]
     attn = _cfg_get(model_cfg, "attn_implementation", "sdpa")
     adapter = Path(path) / "adapter_config.json"
+    placement = {} if device is None else {"device_map": str(device)}
     try:
         if adapter.is_file():
-            model = _load_lora_checkpoint(Path(path), dtype, attn, merge=not training)
+            model = _load_lora_checkpoint(Path(path), dtype, attn, merge=not training, **placement)
         else:
-            model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, attn_implementation=attn)
+            model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, attn_implementation=attn,
+                                                                **placement)
     except (OSError, ValueError) as err:
         raise _not_found(path, err) from None
-    from preresq.evaluation.decoding import neutral_generation_config
+    from preresq.decoding import neutral_generation_config
 
     # Decoding comes from our config only (training rollouts, validation, eval): drop the
     # checkpoint's sampling defaults (Instruct: top_k 1, repetition_penalty 1.05), keep its stop ids.
@@ -145,13 +153,14 @@ def _vision_tower(model):
     raise AttributeError(f"cannot find the vision tower of {type(base).__name__}")
 
 
-def _load_lora_checkpoint(path: Path, dtype, attn, merge: bool):
+def _load_lora_checkpoint(path: Path, dtype, attn, merge: bool, **placement):
     import json
 
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText
 
     base_id = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
-    base = AutoModelForImageTextToText.from_pretrained(base_id, dtype=dtype, attn_implementation=attn)
+    base = AutoModelForImageTextToText.from_pretrained(base_id, dtype=dtype, attn_implementation=attn,
+                                                       **placement)
     model = PeftModel.from_pretrained(base, str(path), is_trainable=not merge)
     return model.merge_and_unload() if merge else model

@@ -53,7 +53,7 @@ class ValidationCallback(TrainerCallback):
 
     Prompts, parsing and greedy decoding are those of ``scripts/eval.py``;
     ``validation.readout=expected`` scores one-digit answers by their expected value
-    (``preresq.evaluation.predict.held_out_metrics``). Results go to
+    (``preresq.evaluation.held_out.held_out_metrics``). Results go to
     the trainer's log (``val/srcc``...) and ``validation.jsonl``; with
     ``validation.keep_best`` the weights with the best SRCC are saved to ``<stage>/best``.
     Every rank runs the same generation (DeepSpeed ZeRO-3 needs all ranks in ``generate``);
@@ -91,7 +91,10 @@ class ValidationCallback(TrainerCallback):
 
     def _validate(self, state) -> None:
         from preresq.data.rows import item_images
-        from preresq.evaluation.predict import Decoding, HFPredictor, ItemPrompt, held_out_metrics
+        from preresq.decoding import Decoding
+        from preresq.evaluation.held_out import held_out_metrics
+        from preresq.evaluation.hf_predictor import HFPredictor
+        from preresq.evaluation.requests import ItemPrompt
 
         trainer = self.trainer
         model = trainer.accelerator.unwrap_model(trainer.model)
