@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from preresq.paths import CONFIG_DIR
 from preresq.training import vllm
+from preresq.training.one_process import setup_one_process
 from preresq.training.schedule import (
     ScheduleError,
     StagePlan,
@@ -232,6 +233,12 @@ def _process_state(cfg: DictConfig):
     return PartialState(cpu=bool(cfg.trainer.args.get("use_cpu")))
 
 
+def _cuda_devices(cfg: DictConfig) -> int:
+    import torch
+
+    return 0 if cfg.trainer.args.get("use_cpu") else torch.cuda.device_count()
+
+
 def _world_size(cfg: DictConfig) -> int:
     return _process_state(cfg).num_processes
 
@@ -264,7 +271,7 @@ def train(cfg: DictConfig) -> Path | None:
     ``world_size`` processes, nothing is loaded, and None is returned.
     """
     from preresq.models import resolve_model_path
-    from preresq.training.memory import release_trainer
+    from preresq.training.memory import deepspeed_module_stack, release_trainer
     from preresq.training.run_info import write_run_info
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -277,12 +284,15 @@ def train(cfg: DictConfig) -> Path | None:
     check_vllm(cfg)
     _reference(cfg)
     _configure_logging_env(cfg)
+    setup_one_process(bool(_deepspeed_path(cfg)), _cuda_devices(cfg))
     state = _process_state(cfg)
     if cfg.get("world_size") and int(cfg.world_size) != state.num_processes:
         raise ScheduleError(f"world_size={cfg.world_size} but this run has {state.num_processes} "
                             f"processes; world_size is for plan_only=true")
     out = Path(cfg.output_dir)
     stages = stage_configs(cfg)
+    if len(stages) > 1 and any(_deepspeed_path(scfg) for _, scfg in stages):
+        deepspeed_module_stack()  # fail now, not after stage 1, if stages cannot be released
     plans = plan_run(cfg, state.num_processes)
     if state.is_main_process:
         for line in plan_lines(plans):
