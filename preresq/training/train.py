@@ -117,9 +117,14 @@ def grpo_args(cfg: DictConfig, output_dir: Path, reward_weights: list[float], st
         raise ValueError("trainer.args.log_multimodal is set by trainer.log_images (images per "
                          "log, 0: none); set that instead")
     args["log_multimodal"] = int(cfg.trainer.get("log_images") or 0) > 0
-    if (vllm_length and args.get("use_vllm") and args.get("vllm_mode") == "colocate"
-            and "vllm_max_model_length" in fields and args.get("vllm_max_model_length") is None):
+    colocate = bool(args.get("use_vllm")) and args.get("vllm_mode", "colocate") == "colocate"
+    if (vllm_length and colocate and "vllm_max_model_length" in fields
+            and args.get("vllm_max_model_length") is None):
         args["vllm_max_model_length"] = int(vllm_length)
+    # Colocated vLLM sleeps (weights and KV cache off the GPU) while the policy trains, so the
+    # backward pass gets the memory back; null: on exactly when vLLM shares the GPUs.
+    if args.get("vllm_enable_sleep_mode") is None:
+        args["vllm_enable_sleep_mode"] = colocate
     return GRPOConfig(**args)
 
 
