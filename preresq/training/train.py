@@ -278,6 +278,7 @@ def train(cfg: DictConfig) -> Path | None:
     from preresq.models import resolve_model_path
     from preresq.training.memory import deepspeed_module_stack, release_trainer
     from preresq.training.run_info import write_run_info
+    from preresq.training.wandb_runs import stage_run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if cfg.get("plan_only"):
@@ -330,7 +331,8 @@ def train(cfg: DictConfig) -> Path | None:
         if state.is_main_process:
             write_run_info(sdir, scfg, {"stage": name, "init": init_path, "plan": plan.to_json(),
                                         "reference": _reference_path(scfg, init_path, initial_path)})
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        with stage_run(trainer.args.report_to, cfg.run_name, name, state.is_main_process):
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
         final = sdir / FINAL
         trainer.save_model(str(final))
