@@ -1,6 +1,7 @@
 """End-to-end GRPO on the tiny model: parameters change, checkpoints load, resume, stages."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -208,7 +209,7 @@ def test_two_nodes_share_one_global_batch(tmp_path, warm_model):
 
 def _no_launcher_env():
     """This environment without a launcher's variables: as a plain ``python`` command gets it."""
-    from preresq.training.one_process import LAUNCHER_VARS
+    from preresq.training.process_group import LAUNCHER_VARS
 
     env = {k: v for k, v in os.environ.items() if k not in (*LAUNCHER_VARS, "LOCAL_WORLD_SIZE")}
     return {**env, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
@@ -275,3 +276,45 @@ def test_one_process_zero3_smoke_trains(tmp_path, warm_model):
     before, after = _loaded(warm_model), _state(model)
     assert before.keys() == after.keys()
     assert any(not torch.equal(before[k], after[k]) for k in before), "weights unchanged"
+
+
+def test_validation_over_two_zero3_processes_equals_one_process(tmp_path, warm_model):
+    """Validation under ZeRO-3 on two processes (torchrun, gloo): the weights gathered for
+    generation, each process scoring its share of the items, the answers pooled: the numbers
+    at step 0 (the initial weights) are those of one process scoring every item."""
+    from preresq.data.rows import item_images
+    from preresq.evaluation.predict import Decoding, HFPredictor, ItemPrompt, held_out_metrics
+    from preresq.models import load_model, load_processor
+    from preresq.training.callbacks import validation_records
+
+    validation = ["validation.enabled=true", "validation.every_n_steps=1", "validation.max_items=7",
+                  "validation.batch_size=1", "validation.readout=expected"]  # greedy: one digit for all
+    overrides = ["+experiment=smoke", "trainer.deepspeed=zero3", f"output_dir={tmp_path / 'run'}", *DIGIT,
+                 f"model.name_or_path={warm_model}", "trainer.items_per_step=4", "trainer.max_steps=1",
+                 "trainer.args.save_steps=100", *validation]
+    out = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29547",
+         str(REPO_ROOT / "scripts" / "train.py"), *overrides],
+        env=_no_launcher_env(), capture_output=True, text=True, timeout=900)
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log[-5000:]
+    assert "process 0 of 2 scores 4 of 7 items" in log and "process 1 of 2 scores 3 of 7 items" in log
+    rows = [json.loads(line) for line in (tmp_path / "run" / "main" / "validation.jsonl").read_text().splitlines()]
+    first = next(r for r in rows if r["step"] == 0)
+
+    cfg = _cfg(tmp_path, "smoke", *DIGIT, f"model.name_or_path={warm_model}", *validation)
+    records, card = validation_records(cfg)
+    predictor = HFPredictor(load_model(cfg.model, path=warm_model), load_processor(cfg.model, path=warm_model),
+                            Decoding(max_new_tokens=int(cfg.validation.max_new_tokens)))
+
+    def load_images(record):
+        return item_images(record, card.media_root, int(cfg.model.min_pixels), int(cfg.model.max_pixels), None)
+
+    one = held_out_metrics(predictor, records, ItemPrompt.from_cfg(cfg.prompt.image), load_images, 1,
+                           "expected")
+    print(f"validation at step 0, 2 ZeRO-3 processes: {first}; one process: {one}")
+    assert not math.isnan(one["srcc"]), "the check needs answers that parse"
+    assert first["n"] == one["n"] == 7
+    assert first["val/valid_rate"] == one["valid_rate"]
+    assert first["val/srcc"] == pytest.approx(one["srcc"], abs=1e-9)
+    assert first["val/plcc"] == pytest.approx(one["plcc"], abs=1e-6)

@@ -6,7 +6,12 @@ import sys
 import types
 import weakref
 
-from preresq.training.one_process import LAUNCHER_VARS, launched, one_process_env, setup_one_process
+from preresq.training.process_group import (
+    LAUNCHER_VARS,
+    launched,
+    one_process_env,
+    setup_one_process,
+)
 
 
 def test_one_process_env_fills_only_what_is_missing():

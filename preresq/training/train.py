@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from preresq.paths import CONFIG_DIR
 from preresq.training import vllm
-from preresq.training.one_process import setup_one_process
+from preresq.training.process_group import join_deepspeed, setup_one_process
 from preresq.training.schedule import (
     ScheduleError,
     StagePlan,
@@ -290,14 +290,17 @@ def train(cfg: DictConfig) -> Path | None:
     check_vllm(cfg)
     _reference(cfg)
     _configure_logging_env(cfg)
-    setup_one_process(bool(_deepspeed_path(cfg)), _cuda_devices(cfg))
+    stages = stage_configs(cfg)
+    deepspeed = any(_deepspeed_path(scfg) for _, scfg in stages)
+    setup_one_process(deepspeed, _cuda_devices(cfg))
     state = _process_state(cfg)
+    if deepspeed:
+        join_deepspeed()
     if cfg.get("world_size") and int(cfg.world_size) != state.num_processes:
         raise ScheduleError(f"world_size={cfg.world_size} but this run has {state.num_processes} "
                             f"processes; world_size is for plan_only=true")
     out = Path(cfg.output_dir)
-    stages = stage_configs(cfg)
-    if len(stages) > 1 and any(_deepspeed_path(scfg) for _, scfg in stages):
+    if len(stages) > 1 and deepspeed:
         deepspeed_module_stack()  # fail now, not after stage 1, if stages cannot be released
     plans = plan_run(cfg, state.num_processes)
     if state.is_main_process:

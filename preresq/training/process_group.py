@@ -1,4 +1,6 @@
-"""``python scripts/train.py ...`` with DeepSpeed: a one-process group when no launcher made one.
+"""The process group of a training run: one process without a launcher, DeepSpeed joining it.
+
+``python scripts/train.py ...`` with DeepSpeed: a one-process group when no launcher made one.
 
 torchrun (or accelerate/deepspeed launch) sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and
 MASTER_PORT. Without them DeepSpeed's ``init_distributed`` looks for an MPI launcher and
@@ -6,6 +8,11 @@ dies with ``ModuleNotFoundError: mpi4py``. A plain ``python`` run is one process
 group is rank 0 of 1 on this host, at a free port (two one-process runs on one machine must
 not meet at the same port). accelerate then joins that group (gloo on CPU, NCCL on CUDA)
 exactly as under ``torchrun --nproc_per_node=1``.
+
+DeepSpeed keeps its own handle on the group (``deepspeed.comm``) and sizes its batch check
+by it. transformers makes that handle on GPUs; a CPU run (``use_cpu``, tests) never did,
+so every ZeRO-3 process believed it was alone and refused the batch (``16 != 8 * 1 * 1``)
+under ``torchrun --nproc_per_node=2``: ``join_deepspeed`` hands it the group accelerate made.
 """
 
 from __future__ import annotations
@@ -56,3 +63,12 @@ def setup_one_process(deepspeed: bool, gpus: int, environ: MutableMapping[str, s
     log.info("no launcher: DeepSpeed runs as a one-process group (%s)",
              " ".join(f"{k}={v}" for k, v in added.items()))
     return added
+
+
+def join_deepspeed() -> None:
+    """Point ``deepspeed.comm`` at the torch process group this run already joined."""
+    import torch.distributed
+    from deepspeed import comm
+
+    if torch.distributed.is_initialized() and not comm.is_initialized():
+        comm.init_distributed(dist_backend=torch.distributed.get_backend(), auto_mpi_discovery=False)
