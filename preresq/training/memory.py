@@ -92,14 +92,13 @@ def _empty_module_stack() -> None:
 
 def release_trainer(trainer) -> None:
     """Free what ``trainer`` holds; the caller then drops its own reference."""
-    engines = [m for m in (getattr(trainer, "model_wrapped", None), getattr(trainer, "ref_model", None))
-               if _is_engine(m)]
+    ref = getattr(trainer, "ref_model", None)
+    deepspeed = _is_engine(getattr(trainer, "model_wrapped", None)) or _is_engine(ref)
     release_vllm(trainer)
     trainer.accelerator.free_memory()  # destroys the policy's DeepSpeed engine
-    ref = getattr(trainer, "ref_model", None)
     if _is_engine(ref):
         ref.destroy()  # TRL's own engine: accelerate does not know it
-    if engines:
+    if deepspeed:
         _empty_module_stack()
     for name in _HEAVY:
         if hasattr(trainer, name):
