@@ -1,6 +1,7 @@
 """End-to-end GRPO on the tiny model: parameters change, checkpoints load, resume, stages."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -204,3 +205,119 @@ def test_two_nodes_share_one_global_batch(tmp_path, warm_model):
     assert len(set(r0["rewards"] + r1["rewards"])) > 1, "no reward spread: the weights cannot move"
     before, after = _params(warm_model), _params(run / "main" / "final")
     assert any(not torch.equal(before[k], after[k]) for k in before), "weights unchanged"
+
+
+def _no_launcher_env():
+    """This environment without a launcher's variables: as a plain ``python`` command gets it."""
+    from preresq.training.process_group import LAUNCHER_VARS
+
+    env = {k: v for k, v in os.environ.items() if k not in (*LAUNCHER_VARS, "LOCAL_WORLD_SIZE")}
+    return {**env, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+
+
+def test_zero3_stages_release_each_other(tmp_path):
+    """The two-stage smoke under the real ZeRO-3 engine (one process, gloo): when stage 2 is
+    built, nothing of stage 1 (policy, reference, their engines, the optimizer) is alive."""
+    result = tmp_path / "stages.json"
+    out = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "tests" / "stage_release_probe.py"), str(result),
+         "+experiment=smoke_two_stage", "trainer.deepspeed=zero3", f"output_dir={tmp_path / 'run'}",
+         f"paths.cache_dir={REPO_ROOT / '.cache' / 'preresq'}"],
+        env=_no_launcher_env(), capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    one, two, end = json.loads(result.read_text())
+    print(f"live parameter elements: stage 1 start {one['live_before']:,} built {one['live_built']:,}; "
+          f"stage 2 start {two['live_before']:,} built {two['live_built']:,}")
+    assert "releasing 2 model(s) from DeepSpeed's FWD_MODULE_STACK" in out.stdout + out.stderr  # policy + reference
+    assert one["live_built"] > 0
+    assert two["alive_before"] == 0, "stage 1's model, reference, engine or optimizer is still alive"
+    assert two["live_before"] <= one["live_before"]
+    assert two["live_built"] <= one["live_built"]
+    assert end["alive_before"] == 0 and end["live_before"] == 0
+
+
+def test_deepspeed_still_has_its_module_stack(monkeypatch):
+    """The private list memory.py empties between stages: a DeepSpeed upgrade that moves or
+    renames it must fail here, and the run must name it instead of silently keeping stage 1."""
+    import importlib
+
+    from preresq.training import memory
+
+    module = importlib.import_module(memory.STACK_MODULE)
+    assert isinstance(getattr(module, memory.STACK_NAME, None), list), (
+        f"DeepSpeed no longer has {memory.STACK_MODULE}.{memory.STACK_NAME}: find where it keeps "
+        f"its ZeRO-3 modules and update preresq/training/memory.py")
+    assert memory.deepspeed_module_stack() is getattr(module, memory.STACK_NAME)
+    monkeypatch.delattr(module, memory.STACK_NAME)
+    with pytest.raises(RuntimeError, match="FWD_MODULE_STACK"):
+        memory.deepspeed_module_stack()
+
+
+def test_one_process_zero3_smoke_trains(tmp_path, warm_model):
+    """`python scripts/train.py +experiment=smoke trainer.deepspeed=zero3`: no launcher, no MPI."""
+    run = tmp_path / "run"
+    out = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "train.py"), "+experiment=smoke",
+         "trainer.deepspeed=zero3", f"output_dir={run}", *DIGIT, f"model.name_or_path={warm_model}"],
+        env=_no_launcher_env(), capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    log = out.stdout + out.stderr
+    assert "training plan: world size 1" in log
+    assert "DeepSpeed runs as a one-process group" in log
+    assert json.loads((run / "run_info.json").read_text())["world_size"] == 1
+    final = run / "main" / "final"
+    assert (final / "model.safetensors").is_file() and (final / "config.json").is_file()
+    # ZeRO-3 saves the gathered weights under the module's own names (model.model.*): they
+    # must load back whole, and differ from the initial weights.
+    from transformers import AutoModelForImageTextToText
+
+    model, info = AutoModelForImageTextToText.from_pretrained(str(final), output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    before, after = _loaded(warm_model), _state(model)
+    assert before.keys() == after.keys()
+    assert any(not torch.equal(before[k], after[k]) for k in before), "weights unchanged"
+
+
+def test_validation_over_two_zero3_processes_equals_one_process(tmp_path, warm_model):
+    """Validation under ZeRO-3 on two processes (torchrun, gloo): the weights gathered for
+    generation, each process scoring its share of the items, the answers pooled: the numbers
+    at step 0 (the initial weights) are those of one process scoring every item."""
+    from preresq.data.rows import item_images
+    from preresq.decoding import Decoding
+    from preresq.evaluation.held_out import held_out_metrics
+    from preresq.evaluation.hf_predictor import HFPredictor
+    from preresq.evaluation.requests import ItemPrompt
+    from preresq.models import load_model, load_processor
+    from preresq.training.callbacks import validation_records
+
+    validation = ["validation.enabled=true", "validation.every_n_steps=1", "validation.max_items=7",
+                  "validation.batch_size=1", "validation.readout=expected"]  # greedy: one digit for all
+    overrides = ["+experiment=smoke", "trainer.deepspeed=zero3", f"output_dir={tmp_path / 'run'}", *DIGIT,
+                 f"model.name_or_path={warm_model}", "trainer.items_per_step=4", "trainer.max_steps=1",
+                 "trainer.args.save_steps=100", *validation]
+    out = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29547",
+         str(REPO_ROOT / "scripts" / "train.py"), *overrides],
+        env=_no_launcher_env(), capture_output=True, text=True, timeout=900)
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log[-5000:]
+    assert "process 0 of 2 scores 4 of 7 items" in log and "process 1 of 2 scores 3 of 7 items" in log
+    rows = [json.loads(line) for line in (tmp_path / "run" / "main" / "validation.jsonl").read_text().splitlines()]
+    first = next(r for r in rows if r["step"] == 0)
+
+    cfg = _cfg(tmp_path, "smoke", *DIGIT, f"model.name_or_path={warm_model}", *validation)
+    records, card = validation_records(cfg)
+    predictor = HFPredictor(load_model(cfg.model, path=warm_model), load_processor(cfg.model, path=warm_model),
+                            Decoding(max_new_tokens=int(cfg.validation.max_new_tokens)))
+
+    def load_images(record):
+        return item_images(record, card.media_root, int(cfg.model.min_pixels), int(cfg.model.max_pixels), None)
+
+    one = held_out_metrics(predictor, records, ItemPrompt.from_cfg(cfg.prompt.image), load_images, 1,
+                           "expected")
+    print(f"validation at step 0, 2 ZeRO-3 processes: {first}; one process: {one}")
+    assert not math.isnan(one["srcc"]), "the check needs answers that parse"
+    assert first["n"] == one["n"] == 7
+    assert first["val/valid_rate"] == one["valid_rate"]
+    assert first["val/srcc"] == pytest.approx(one["srcc"], abs=1e-9)
+    assert first["val/plcc"] == pytest.approx(one["plcc"], abs=1e-6)

@@ -24,23 +24,42 @@ def held_out_metrics(predictor: HFPredictor, records: Sequence[Record], prompt: 
     out), or ``"expected"``: ``HFPredictor.expected_scores`` over the digit tokens, for
     one-digit bare answers only; then the greedy answers' correlations come along as
     ``srcc_greedy``/``plcc_greedy`` from the same generation. Fewer than 3 scored items give
-    NaN, never a made-up number.
+    NaN, never a made-up number. The two halves (``held_out_predictions`` per record,
+    ``held_out_scores`` over all) let processes share the records and pool their answers.
     """
-    from preresq.evaluation.metrics import plcc, srcc
+    predictions = held_out_predictions(predictor, records, prompt, load_images, batch_size, readout)
+    return held_out_scores(predictions, [r.score for r in records], readout)
 
+
+def _check_readout(readout: str, prompt: ItemPrompt) -> None:
     if readout not in READOUTS:
         raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
     if readout == "expected" and (prompt.num_scores != 1 or prompt.answer_format != "bare"):
         raise ValueError("readout=expected needs one-digit bare answers (prompt=demo_digit)")
-    greedy, expected, gts = [], [], []
+
+
+def held_out_predictions(predictor: HFPredictor, records: Sequence[Record], prompt: ItemPrompt,
+                         load_images: Callable[[Record], list[Image.Image]], batch_size: int,
+                         readout: str = "greedy") -> list[tuple]:
+    """Per record, in order: (parsed greedy answer or None, expected score or None)."""
+    _check_readout(readout, prompt)
+    out = []
     for start in range(0, len(records), batch_size):
         batch = records[start:start + batch_size]
         requests = [prompt.request(ims) for ims in map(load_images, batch)]
-        greedy += [score_completions(c, prompt.num_scores, prompt.answer_format)["pred"]
-                   for c in predictor.generate(requests)]
-        if readout == "expected":
-            expected += [score for score, _mass in predictor.expected_scores(requests)]
-        gts += [r.score for r in batch]
+        greedy = [score_completions(c, prompt.num_scores, prompt.answer_format)["pred"]
+                  for c in predictor.generate(requests)]
+        expected = ([score for score, _mass in predictor.expected_scores(requests)]
+                    if readout == "expected" else [None] * len(batch))
+        out += list(zip(greedy, expected, strict=True))
+    return out
+
+
+def held_out_scores(predictions: Sequence[tuple], gts: Sequence[float], readout: str = "greedy") -> dict:
+    """``held_out_metrics``' numbers from every record's predictions and labels."""
+    from preresq.evaluation.metrics import plcc, srcc
+
+    greedy = [g for g, _ in predictions]
 
     def correlations(preds: list) -> tuple[float, float]:
         pairs = [(p, g) for p, g in zip(preds, gts, strict=True) if p is not None]
@@ -49,11 +68,11 @@ def held_out_metrics(predictor: HFPredictor, records: Sequence[Record], prompt: 
         x, y = (list(column) for column in zip(*pairs, strict=True))
         return srcc(x, y), plcc(x, y)
 
-    n = len(records)
+    n = len(gts)
     result = {"n": n, "valid_rate": sum(p is not None for p in greedy) / n if n else 0.0}
     result["srcc_greedy"], result["plcc_greedy"] = correlations(greedy)
     if readout == "expected":
-        result["srcc"], result["plcc"] = correlations(expected)
+        result["srcc"], result["plcc"] = correlations([e for _, e in predictions])
     else:
         result["srcc"], result["plcc"] = result.pop("srcc_greedy"), result.pop("plcc_greedy")
     return result

@@ -93,9 +93,14 @@ class HFPredictor:
     """
 
     def __init__(self, model, processor, decoding: Decoding, device=None,
-                 cache_implementation: str | None = None, compile: bool | str | None = False) -> None:
+                 cache_implementation: str | None = None, compile: bool | str | None = False,
+                 synced_gpus: bool | None = None) -> None:
         import torch
 
+        # synced_gpus: transformers' own choice by default (on under ZeRO-3 with several
+        # processes: every rank steps until all are done). False for a model whose weights
+        # are gathered on every rank, so that ranks can generate different items.
+        self.synced_gpus = synced_gpus
         self.model = model.eval()
         self.processor = processor
         self.decoding = decoding
@@ -158,7 +163,8 @@ class HFPredictor:
             # call instead, so that one long SPAQ batch does not make every later cache huge.
             self.model._previous_max_cache_length = -1
         with torch.inference_mode(), neutral_defaults(self.model):
-            out = self.model.generate(**inputs, generation_config=self.generation_config)
+            out = self.model.generate(**inputs, generation_config=self.generation_config,
+                                      synced_gpus=self.synced_gpus)
         return out[:, inputs["input_ids"].shape[1]:]
 
     def generate(self, requests: Sequence[Request]) -> list[list[str]]:

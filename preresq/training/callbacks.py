@@ -48,6 +48,11 @@ def validation_records(cfg: DictConfig):
     return (records[: int(limit)] if limit else records), card
 
 
+def _zero3(accelerator) -> bool:
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    return plugin is not None and plugin.zero_stage == 3
+
+
 class ValidationCallback(TrainerCallback):
     """SRCC/PLCC on held-out items every N steps, with the evaluation code.
 
@@ -56,8 +61,14 @@ class ValidationCallback(TrainerCallback):
     (``preresq.evaluation.held_out.held_out_metrics``). Results go to
     the trainer's log (``val/srcc``...) and ``validation.jsonl``; with
     ``validation.keep_best`` the weights with the best SRCC are saved to ``<stage>/best``.
-    Every rank runs the same generation (DeepSpeed ZeRO-3 needs all ranks in ``generate``);
-    rank 0 writes.
+
+    The model is unwrapped for generation as TRL does for its own rollouts
+    (``trl.models.unwrap_model_for_generation``): under ZeRO-3 the weights are gathered once
+    for the whole validation, not layer by layer at every decoding step. Each process then
+    scores every ``world_size``-th item and the answers are pooled, so every rank computes
+    the same numbers one process would. With ZeRO-3 and ``ds3_gather_for_generation=false``
+    the weights stay partitioned, every decoding step needs every rank: all ranks then
+    score all items. Rank 0 writes.
     """
 
     def __init__(self, cfg: DictConfig, output_dir: str | Path):
@@ -90,26 +101,44 @@ class ValidationCallback(TrainerCallback):
             self._validate(state)
 
     def _validate(self, state) -> None:
+        from accelerate.utils import gather_object
+        from trl.models import unwrap_model_for_generation
+
         from preresq.data.rows import item_images
         from preresq.decoding import Decoding
-        from preresq.evaluation.held_out import held_out_metrics
+        from preresq.evaluation.held_out import held_out_predictions, held_out_scores
         from preresq.evaluation.hf_predictor import HFPredictor
         from preresq.evaluation.requests import ItemPrompt
 
         trainer = self.trainer
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        was_training = model.training
-        predictor = HFPredictor(model, trainer.processing_class,
-                                Decoding(max_new_tokens=self.max_new_tokens))
+        accelerator = trainer.accelerator
+        gathered = bool(getattr(trainer.args, "ds3_gather_for_generation", True)) or not _zero3(accelerator)
+        rank, world = (accelerator.process_index, accelerator.num_processes) if gathered else (0, 1)
+        indices = list(range(rank, len(self.records), world))
         video_cfg = OmegaConf.to_container(self.cfg.video, resolve=True) if self.cfg.get("video") else None
 
         def load_images(record):
             return item_images(record, self.card.media_root, int(self.cfg.model.min_pixels),
                                int(self.cfg.model.max_pixels), video_cfg)
 
-        result = held_out_metrics(predictor, self.records, ItemPrompt.from_cfg(self.prompt),
-                                  load_images, self.batch_size, self.readout)
-        model.train(was_training)
+        log.info("validation at step %d: process %d of %d scores %d of %d items", state.global_step,
+                 rank, world, len(indices), len(self.records))
+        with unwrap_model_for_generation(trainer.model_wrapped, accelerator,
+                                         gather_deepspeed3_params=gathered) as model:
+            was_training = model.training
+            predictor = HFPredictor(model, trainer.processing_class,
+                                    Decoding(max_new_tokens=self.max_new_tokens),
+                                    synced_gpus=False if world > 1 else None)
+            mine = held_out_predictions(predictor, [self.records[i] for i in indices],
+                                        ItemPrompt.from_cfg(self.prompt), load_images, self.batch_size,
+                                        self.readout)
+            model.train(was_training)
+        pooled = sorted(gather_object(list(zip(indices, mine, strict=True))) if world > 1
+                        else zip(indices, mine, strict=True))
+        if [i for i, _ in pooled] != list(range(len(self.records))):
+            raise RuntimeError(f"validation: the processes returned items {[i for i, _ in pooled]}, "
+                               f"not each of the {len(self.records)} once")
+        result = held_out_scores([p for _, p in pooled], [r.score for r in self.records], self.readout)
         s, p, valid_rate = result["srcc"], result["plcc"], result["valid_rate"]
         metrics = {"val/srcc": s, "val/plcc": p, "val/valid_rate": valid_rate}
         if state.is_world_process_zero:

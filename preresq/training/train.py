@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from preresq.paths import CONFIG_DIR
 from preresq.training import vllm
 from preresq.training.memory_plan import run_memory
+from preresq.training.process_group import join_deepspeed, setup_one_process
 from preresq.training.schedule import (
     ScheduleError,
     StagePlan,
@@ -117,9 +118,14 @@ def grpo_args(cfg: DictConfig, output_dir: Path, reward_weights: list[float], st
         raise ValueError("trainer.args.log_multimodal is set by trainer.log_images (images per "
                          "log, 0: none); set that instead")
     args["log_multimodal"] = int(cfg.trainer.get("log_images") or 0) > 0
-    if (vllm_length and args.get("use_vllm") and args.get("vllm_mode") == "colocate"
-            and "vllm_max_model_length" in fields and args.get("vllm_max_model_length") is None):
+    colocate = bool(args.get("use_vllm")) and args.get("vllm_mode", "colocate") == "colocate"
+    if (vllm_length and colocate and "vllm_max_model_length" in fields
+            and args.get("vllm_max_model_length") is None):
         args["vllm_max_model_length"] = int(vllm_length)
+    # Colocated vLLM sleeps (weights and KV cache off the GPU) while the policy trains, so the
+    # backward pass gets the memory back; null: on exactly when vLLM shares the GPUs.
+    if args.get("vllm_enable_sleep_mode") is None:
+        args["vllm_enable_sleep_mode"] = colocate
     return GRPOConfig(**args)
 
 
@@ -235,6 +241,12 @@ def _process_state(cfg: DictConfig):
     return PartialState(cpu=bool(cfg.trainer.args.get("use_cpu")))
 
 
+def _cuda_devices(cfg: DictConfig) -> int:
+    import torch
+
+    return 0 if cfg.trainer.args.get("use_cpu") else torch.cuda.device_count()
+
+
 def _world_size(cfg: DictConfig) -> int:
     return _process_state(cfg).num_processes
 
@@ -267,9 +279,10 @@ def train(cfg: DictConfig) -> Path | None:
     ``world_size`` processes, nothing is loaded, and None is returned.
     """
     from preresq.models import resolve_model_path
-    from preresq.training.memory import release_trainer
+    from preresq.training.memory import deepspeed_module_stack, release_trainer
     from preresq.training.memory_report import MemoryReport
     from preresq.training.run_info import write_run_info
+    from preresq.training.wandb_runs import stage_run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if cfg.get("plan_only"):
@@ -283,12 +296,18 @@ def train(cfg: DictConfig) -> Path | None:
     check_vllm(cfg)
     _reference(cfg)
     _configure_logging_env(cfg)
+    stages = stage_configs(cfg)
+    deepspeed = any(_deepspeed_path(scfg) for _, scfg in stages)
+    setup_one_process(deepspeed, _cuda_devices(cfg))
     state = _process_state(cfg)
+    if deepspeed:
+        join_deepspeed()
     if cfg.get("world_size") and int(cfg.world_size) != state.num_processes:
         raise ScheduleError(f"world_size={cfg.world_size} but this run has {state.num_processes} "
                             f"processes; world_size is for plan_only=true")
     out = Path(cfg.output_dir)
-    stages = stage_configs(cfg)
+    if len(stages) > 1 and deepspeed:
+        deepspeed_module_stack()  # fail now, not after stage 1, if stages cannot be released
     plans = plan_run(cfg, state.num_processes)
     memory = run_memory(cfg, plans, real_run=True)
     if state.is_main_process:
@@ -325,7 +344,8 @@ def train(cfg: DictConfig) -> Path | None:
         if state.is_main_process:
             write_run_info(sdir, scfg, {"stage": name, "init": init_path, "plan": plan.to_json(),
                                         "reference": _reference_path(scfg, init_path, initial_path)})
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        with stage_run(trainer.args.report_to, cfg.run_name, name, state.is_main_process):
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
         final = sdir / FINAL
         trainer.save_model(str(final))
