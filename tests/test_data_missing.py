@@ -3,6 +3,7 @@ no traceback, exit status 2, from every command (train, eval, prepare_data, demo
 
 from __future__ import annotations
 
+import importlib
 import os
 import runpy
 import subprocess
@@ -128,3 +129,19 @@ def test_demo_with_a_missing_manifest_exits_2_without_a_traceback(tmp_path, monk
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert f"manifest {missing}" in err and "data/README.md" in err and "Traceback" not in err
+
+
+def test_a_missing_validation_benchmark_stops_before_the_model(tmp_path, monkeypatch):
+    """validation.benchmark's labels are read, and its media folder checked, before any
+    weights load (not at the first validation, after the model is built)."""
+    train_module = importlib.import_module("preresq.training.train")
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded before the validation data was checked")
+
+    monkeypatch.setattr("preresq.models.load_model", no_loading)
+    monkeypatch.setattr("preresq.models.load_processor", no_loading)
+    cfg = compose("train", ["+experiment=smoke", "validation.enabled=true",
+                            "validation.benchmark=koniq10k", f"paths.data_root={tmp_path}"])
+    with pytest.raises(DataMissingError, match="koniq10k_scores_and_distributions.csv"):
+        train_module.build_trainer(cfg, "unused", tmp_path / "stage", "main")

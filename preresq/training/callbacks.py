@@ -32,7 +32,12 @@ class MetricsFileCallback(TrainerCallback):
 
 def validation_records(cfg: DictConfig):
     """The held-out items validation scores: a benchmark card, or the data's val split."""
-    from preresq.data.benchmarks import card_from_config, load_card, read_benchmark
+    from preresq.data.benchmarks import (
+        card_from_config,
+        load_card,
+        read_benchmark,
+        require_media_root,
+    )
 
     name = cfg.validation.get("benchmark")
     if name:
@@ -44,6 +49,7 @@ def validation_records(cfg: DictConfig):
                              f"and validation.benchmark is not set")
         card = card_from_config(cfg.data, overrides={"split": base.val_split})
     records = read_benchmark(card)
+    require_media_root(card)
     limit = cfg.validation.get("max_items")
     return (records[: int(limit)] if limit else records), card
 

@@ -184,6 +184,9 @@ def build_trainer(cfg: DictConfig, init_path: str, output_dir: Path, stage: str,
         from preresq.training.recording import RecordedReward
 
         reward_funcs = [RecordedReward(f, output_dir) for f in reward_funcs]
+    validation = None
+    if cfg.validation.get("enabled"):  # its labels and media are checked before any weights load
+        validation = ValidationCallback(cfg, output_dir)
     processor = load_processor(cfg.model, path=init_path)
     length = None
     if cfg.trainer.args.get("use_vllm"):
@@ -203,11 +206,7 @@ def build_trainer(cfg: DictConfig, init_path: str, output_dir: Path, stage: str,
         # TRL builds the reference from the policy's config._name_or_path (the folder it was
         # loaded from): point it at the run's first weights.
         model.config._name_or_path = str(initial_path)
-    callbacks = [MetricsFileCallback(output_dir)]
-    validation = None
-    if cfg.validation.get("enabled"):
-        validation = ValidationCallback(cfg, output_dir)
-        callbacks.append(validation)
+    callbacks = [MetricsFileCallback(output_dir)] + ([validation] if validation is not None else [])
     trainer = PreresqGRPOTrainer(model=model, processing_class=processor, reward_funcs=reward_funcs,
                                  args=args, train_dataset=dataset, callbacks=callbacks,
                                  peft_config=peft_config,
