@@ -48,6 +48,8 @@ def test_one_engine_per_process_under_torchrun(tmp_path, monkeypatch):
     VLLMPredictor(str(tmp_path), None, Decoding(), MODEL, max_images=1)
     alone = json.loads((tmp_path / "engine.rank0.json").read_text())
     assert "distributed_executor_backend" not in alone and alone["limit_mm_per_prompt"] == {"image": 1}
+    # The pixel budget as transformers asks for it (min/max_pixels warn "removed in v5.23").
+    assert alone["mm_processor_kwargs"] == {"size": {"shortest_edge": 3136, "longest_edge": 12845056}}
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
     VLLMPredictor(str(tmp_path), None, Decoding(), MODEL, max_images=4, tensor_parallel_size=1)

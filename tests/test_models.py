@@ -77,3 +77,26 @@ def test_hub_id_offline_fails_with_download_hint(monkeypatch):
     cfg = OmegaConf.merge(TINY_CFG, {"name_or_path": "Qwen/PreResQ-No-Such-Model"})
     with pytest.raises(ModelNotFoundError, match="(?s)not a local folder.*huggingface-cli download Qwen/PreResQ-No-Such-Model"):
         load_processor(cfg)
+
+
+def test_processor_pixel_budget_without_deprecated_kwargs(tiny_model_dir):
+    """model.min_pixels/max_pixels reach the image and the video processor as ``size``
+    (transformers >= 5 warns on every call given min_pixels/max_pixels), with the budget
+    smart_resize gives for those bounds."""
+    import warnings
+
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    cfg = OmegaConf.merge(TINY_CFG, {"min_pixels": 6272, "max_pixels": 50176})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a FutureWarning "will be removed in v5.23" fails here
+        processor = load_processor(cfg, path=str(tiny_model_dir))
+        text = processor.apply_chat_template(build_messages("iqa"), add_generation_prompt=True,
+                                             tokenize=False)
+        out = processor(text=[text], images=[Image.new("RGB", (400, 300))], return_tensors="pt")
+    for sub in (processor.image_processor, processor.video_processor):
+        assert (sub.size.shortest_edge, sub.size.longest_edge) == (6272, 50176)
+    h, w = smart_resize(300, 400, factor=28, min_pixels=6272, max_pixels=50176)
+    assert out["image_grid_thw"].tolist() == [[1, h // 14, w // 14]]
+    with pytest.raises(ValueError, match="set both"):
+        load_processor(OmegaConf.merge(TINY_CFG, {"min_pixels": None}), path=str(tiny_model_dir))

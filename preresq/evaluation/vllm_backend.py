@@ -25,6 +25,7 @@ from pathlib import Path
 
 from preresq.decoding import Decoding
 from preresq.evaluation.requests import Request, prompt_text, text_tokens
+from preresq.models.qwen_vl import processor_size_kwargs
 
 
 class VLLMNotInstalledError(ImportError):
@@ -78,8 +79,8 @@ class VLLMPredictor:
             model=str(model_path), dtype=dtype, seed=decoding.seed,
             limit_mm_per_prompt={"image": int(max_images)},
             generation_config="vllm",  # never the checkpoint's sampling defaults
-            mm_processor_kwargs={"min_pixels": int(model_cfg.min_pixels),
-                                 "max_pixels": int(model_cfg.max_pixels)},
+            # The pixel budget as `size` (transformers >= 5 warns on min_pixels/max_pixels).
+            mm_processor_kwargs=processor_size_kwargs(model_cfg),
             **{k: v for k, v in engine_args.items() if v is not None})
         d = decoding
         self.params = vllm.SamplingParams(

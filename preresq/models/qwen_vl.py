@@ -59,16 +59,40 @@ def _not_found(name: str, err: Exception) -> ModelNotFoundError:
     )
 
 
+def pixel_size(model_cfg) -> dict[str, int]:
+    """The model config's pixel bounds in the form transformers asks for: ``{"shortest_edge":
+    min_pixels, "longest_edge": max_pixels}`` (Qwen2-VL reads both as pixel counts, not
+    sides). Empty when the config sets neither; a bound it leaves out keeps the checkpoint's.
+
+    Passing ``min_pixels``/``max_pixels`` themselves makes transformers >= 5 warn on every
+    processor call that they "will be removed in v5.23".
+    """
+    size = {}
+    if _cfg_get(model_cfg, "min_pixels"):
+        size["shortest_edge"] = int(model_cfg.min_pixels)
+    if _cfg_get(model_cfg, "max_pixels"):
+        size["longest_edge"] = int(model_cfg.max_pixels)
+    return size
+
+
+def processor_size_kwargs(model_cfg) -> dict:
+    """``AutoProcessor.from_pretrained`` keyword arguments that set the pixel budget of the
+    image and the video processor alike (``size``; see ``pixel_size``)."""
+    size = pixel_size(model_cfg)
+    if not size:
+        return {}
+    if set(size) != {"shortest_edge", "longest_edge"}:
+        raise ValueError(f"model config sets only {sorted(size)} of min_pixels/max_pixels: set both "
+                         "(transformers' size needs shortest_edge and longest_edge together)")
+    return {"size": size}
+
+
 def load_processor(model_cfg, cache_dir=None, path: str | None = None):
-    """The model's ``AutoProcessor`` with min/max pixels from the config, left padding."""
+    """The model's ``AutoProcessor`` with the config's pixel budget (``pixel_size``), left padding."""
     from transformers import AutoProcessor
 
     path = path or resolve_model_path(model_cfg, cache_dir)
-    kwargs = {}
-    if _cfg_get(model_cfg, "min_pixels"):
-        kwargs["min_pixels"] = int(model_cfg.min_pixels)
-    if _cfg_get(model_cfg, "max_pixels"):
-        kwargs["max_pixels"] = int(model_cfg.max_pixels)
+    kwargs = processor_size_kwargs(model_cfg)
     try:
         processor = AutoProcessor.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as err:

@@ -193,8 +193,9 @@ def build_tiny_model(out_dir: str | os.PathLike, overwrite: bool = False, **sett
     torch.manual_seed(s["seed"])
     model = AutoModelForImageTextToText.from_config(config)
     # Pixel budgets are the processor's defaults; runs override them from the model config.
-    image_processor = Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=112 * 112)
-    video_processor = Qwen2VLVideoProcessor(min_pixels=56 * 56, max_pixels=112 * 112)
+    size = {"shortest_edge": 56 * 56, "longest_edge": 112 * 112}  # pixel counts, not sides
+    image_processor = Qwen2VLImageProcessor(size=size)
+    video_processor = Qwen2VLVideoProcessor(size=dict(size))
     processor_cls = Qwen2_5_VLProcessor if s["architecture"] == "qwen2_5_vl" else Qwen2VLProcessor
     processor = processor_cls(image_processor=image_processor, tokenizer=tokenizer,
                               video_processor=video_processor, chat_template=qwen2_5_vl_chat_template)
