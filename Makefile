@@ -9,7 +9,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 
-.PHONY: demo ablation test slow fast install install-dev bench lint clean wheelhouse
+.PHONY: demo demo-video ablation ablation-views test slow fast install install-dev bench lint clean wheelhouse
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,17 @@ install-dev: $(VENV)/.installed-dev
 ## make demo: build the demo set, evaluate the tiny policy, train it with GRPO, evaluate again.
 demo: $(VENV)/.installed
 	$(BIN)/python scripts/demo.py +experiment=demo
+
+## make demo-video: the same on clips (mosaic + local frames of each clip): build the demo
+## clip set, evaluate, train with GRPO, evaluate again; outputs/demo_video/ (docs/video_demo.md).
+demo-video: $(VENV)/.installed
+	$(BIN)/python scripts/demo.py +experiment=demo_video
+
+## make ablation-views: the video demo per view set (4) and seed (42 1 2), one at a time
+## (hours on 2 cores); a table per distortion kind in outputs/ablation_views/. Resumes.
+## Narrow it with VIEWS_ARGS, e.g. VIEWS_ARGS="--views mosaic+local local --seeds 42".
+ablation-views: $(VENV)/.installed
+	$(BIN)/python scripts/ablate_views.py $(VIEWS_ARGS)
 
 ## make ablation: the demo per reward (5) and seed (42 1 2), one at a time (1-2 h on 2 cores);
 ## a table and a plot in outputs/ablation/. Resumes: finished runs are skipped.

@@ -1,8 +1,11 @@
-"""``make demo``: GRPO teaches the tiny random Qwen2.5-VL to rank image quality on a CPU.
+"""``make demo`` / ``make demo-video``: GRPO teaches the tiny random Qwen2.5-VL to rank image
+(or video) quality on a CPU.
 
-Steps (config: ``configs/experiment/demo.yaml``):
+Steps (config: ``configs/experiment/demo.yaml``, or ``demo_video.yaml`` for clips, whose
+views are ``configs/video`` settings: a mosaic of frames and local frames; docs/video_demo.md):
 
-1. build the demo image set (white noise at 4 levels on scikit-image photo crops);
+1. build the demo image set (white noise at 4 levels on scikit-image photo crops) or the
+   demo clip set (``preresq.data.demo_video``);
 2. score the untrained tiny policy on the held-out test split (``init``);
 3. a format warm-up: a few supervised steps on answers whose digits are *random*, never
    derived from the score, so the policy learns to answer with one digit and nothing
@@ -15,8 +18,10 @@ Steps (config: ``configs/experiment/demo.yaml``):
    would) on the kept weights: the standard results folder ``<output_dir>/eval/``
    (predictions, results.json/md, scatter plot) with greedy answers.
 
-The test split is the ``iqa_demo`` benchmark card's; the demo stops before training when
-the card's demo-set parameters differ from the experiment's ``data.reader_args``.
+The test split is the benchmark card ``demo.eval_card``'s (``iqa_demo``, ``vqa_demo``); the
+demo stops before training when the card's demo-set parameters differ from the experiment's
+``data.reader_args``. Test SRCC/PLCC are also given per distortion kind (``by_kind``: the
+clips or images of that kind with the clean ones of the same sources).
 
 Scores are read as ``demo.readout`` says: ``expected`` (the mean digit under the first
 answer token's distribution, ``HFPredictor.expected_scores``) or ``greedy`` (the parsed
@@ -46,8 +51,15 @@ from preresq.prompts import build_messages, pick_template
 log = logging.getLogger("preresq.demo")
 
 
+def _video_cfg(cfg: DictConfig, card) -> dict | None:
+    if card.modality != "video":
+        return None
+    return OmegaConf.to_container(cfg.video, resolve=True) if cfg.get("video") is not None else None
+
+
 def _images(cfg, card, record):
-    return item_images(record, card.media_root, int(cfg.model.min_pixels), int(cfg.model.max_pixels))
+    return item_images(record, card.media_root, int(cfg.model.min_pixels), int(cfg.model.max_pixels),
+                       _video_cfg(cfg, card))
 
 
 def format_warmup(cfg: DictConfig, model_path: str, records, card, out_dir: Path) -> Path:
@@ -93,10 +105,26 @@ def format_warmup(cfg: DictConfig, model_path: str, records, card, out_dir: Path
     return out_dir
 
 
+def by_kind(records, predictions, readout: str) -> dict:
+    """``held_out_scores`` per distortion kind (``record.extra["kind"]``): the records of
+    that kind with the clean ones (level 0) of the same sources, so each kind spans every
+    score. Empty when the records carry no kinds."""
+    from preresq.evaluation.held_out import held_out_scores
+
+    kinds = sorted({r.extra.get("kind") for r in records} - {None, "clean"})
+    out = {}
+    for kind in kinds:
+        keep = [i for i, r in enumerate(records) if r.extra.get("kind") in (kind, "clean")]
+        scores = held_out_scores([predictions[i] for i in keep], [records[i].score for i in keep], readout)
+        out[kind] = {k: _no_nan(v) for k, v in scores.items()}
+    return out
+
+
 def score_split(cfg: DictConfig, model_path: str, card, records, readout: str = "greedy") -> dict:
-    """SRCC, PLCC and valid-answer rate of the policy at ``model_path`` on ``records``."""
+    """SRCC, PLCC and valid-answer rate of the policy at ``model_path`` on ``records``, with
+    the same per distortion kind under ``by_kind``."""
     from preresq.decoding import Decoding
-    from preresq.evaluation.held_out import held_out_metrics
+    from preresq.evaluation.held_out import held_out_predictions, held_out_scores
     from preresq.evaluation.hf_predictor import HFPredictor
     from preresq.evaluation.requests import ItemPrompt
     from preresq.models import load_model, load_processor
@@ -104,35 +132,58 @@ def score_split(cfg: DictConfig, model_path: str, card, records, readout: str = 
     predictor = HFPredictor(load_model(cfg.model, path=model_path),
                             load_processor(cfg.model, path=model_path),
                             Decoding(max_new_tokens=int(cfg.trainer.args.max_completion_length)))
-    return held_out_metrics(predictor, records, ItemPrompt.from_cfg(cfg.prompt[card.modality]),
-                            lambda record: _images(cfg, card, record), 64, readout)
+    predictions = held_out_predictions(predictor, records, ItemPrompt.from_cfg(cfg.prompt[card.modality]),
+                                       lambda record: _images(cfg, card, record), 64, readout)
+    return {**held_out_scores(predictions, [r.score for r in records], readout),
+            "by_kind": by_kind(records, predictions, readout)}
 
 
-EVAL_CARD = "iqa_demo"  # the benchmark card (configs/benchmark/) of the demo's test split
+EVAL_CARD = "iqa_demo"  # the image demo's benchmark card (configs/benchmark/): its test split
+
+
+def eval_card(cfg: DictConfig) -> str:
+    """The benchmark card of the demo's test split: ``demo.eval_card`` (default iqa_demo)."""
+    return str(cfg.demo.get("eval_card") or EVAL_CARD)
 
 
 def check_test_card(cfg: DictConfig, card) -> None:
-    """Stop when the ``iqa_demo`` card describes another demo set than the one trained on."""
+    """Stop when the test card describes another demo set than the one trained on."""
     trained = OmegaConf.to_container(cfg.data.reader_args, resolve=True) or {}
     if card.reader_args != trained:
         raise ValueError(
             f"the demo trains on data.reader_args={trained} but its evaluation reads "
-            f"configs/benchmark/{EVAL_CARD}.yaml with reader_args={card.reader_args}: the test "
-            f"split would be another set. Set the same values in both (configs/data/demo.yaml "
-            f"and configs/benchmark/{EVAL_CARD}.yaml).")
+            f"configs/benchmark/{card.name}.yaml with reader_args={card.reader_args}: the test "
+            f"split would be another set. Set the same values in both (the experiment's data "
+            f"config under configs/data/ and configs/benchmark/{card.name}.yaml).")
 
 
 def evaluation_overrides(cfg: DictConfig, model_path: str | Path) -> list[str]:
     """``scripts/eval.py`` overrides that score ``model_path`` as the demo's last step does.
 
     Greedy one-digit answers (``max_new_tokens`` = the training's completion length),
-    repetition penalty 1.0 as in the GRPO rollouts, the validation batch size.
+    repetition penalty 1.0 as in the GRPO rollouts, the validation batch size; a video
+    demo's view settings (``video_overrides``).
     """
-    return [f"suite={EVAL_CARD}", "model=tiny", "prompt=demo_digit",
+    return [f"suite={eval_card(cfg)}", "model=tiny", "prompt=demo_digit",
             f"model.name_or_path={model_path}",
             f"max_new_tokens={int(cfg.trainer.args.max_completion_length)}",
             "decoding.repetition_penalty=1.0", f"batch_size={int(cfg.validation.batch_size)}",
-            f"seed={int(cfg.seed)}", f"output_dir={Path(cfg.output_dir) / 'eval'}"]
+            f"seed={int(cfg.seed)}", f"output_dir={Path(cfg.output_dir) / 'eval'}",
+            *video_overrides(cfg)]
+
+
+def video_overrides(cfg: DictConfig) -> list[str]:
+    """``video.<key>=<value>`` for each view setting of a video demo that differs from
+    ``configs/video/default.yaml`` (none for images), so that ``scripts/eval.py`` shows the
+    clips as the demo trained on them."""
+    from preresq.data.video import default_config
+
+    if eval_card(cfg) == EVAL_CARD or cfg.get("video") is None:
+        return []
+    default = default_config()
+    values = OmegaConf.to_container(cfg.video, resolve=True)
+    return [f"video.{k}={json.dumps(v).replace(' ', '')}" for k, v in values.items()
+            if k not in default or default[k] != v]
 
 
 def _compose_eval(overrides: list[str]) -> DictConfig:
@@ -207,7 +258,7 @@ def run_demo(cfg: DictConfig) -> dict:
     start = time.time()
     out = Path(cfg.output_dir)
     train_card = card_from_config(cfg.data)
-    test_card = load_card(EVAL_CARD, paths=cfg.paths)
+    test_card = load_card(eval_card(cfg), paths=cfg.paths)
     check_test_card(cfg, test_card)
     # The demo always starts from the untrained model: a previous run's weights and their
     # evaluation are replaced (training would refuse the finished stage folder, and the
@@ -240,10 +291,10 @@ def run_demo(cfg: DictConfig) -> dict:
 
     png = out / "training_curves.png"
     plot_curves(stage, png)
-    results = evaluate_demo(cfg, chosen)["benchmarks"][EVAL_CARD]
+    results = evaluate_demo(cfg, chosen)["benchmarks"][test_card.name]
 
     def row(result: dict) -> dict:
-        return {k: _no_nan(v) for k, v in result.items() if k != "n"}
+        return {k: _no_nan(v) for k, v in result.items()}
 
     summary = {
         "init": row(init),
@@ -264,7 +315,7 @@ def run_demo(cfg: DictConfig) -> dict:
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     greedy = readout != "greedy"
-    print(f"\nheld-out demo test split ({len(test_records)} items), scores read out: {readout}")
+    print(f"\nheld-out demo test split ({len(test_records)} {test_card.modality}s), scores read out: {readout}")
     print("| policy | SRCC | PLCC | valid answers |" + (" SRCC of greedy answers |" if greedy else ""))
     print("| --- | --- | --- | --- |" + (" --- |" if greedy else ""))
     for name, label in (("init", "untrained"), ("before", "after format warm-up, before GRPO"),
@@ -272,6 +323,11 @@ def run_demo(cfg: DictConfig) -> dict:
         r = summary[name]
         extra = f" {_fmt(r['srcc_greedy'])} |" if greedy else ""
         print(f"| {label} | {_fmt(r['srcc'])} | {_fmt(r['plcc'])} | {r['valid_rate']:.0%} |{extra}")
+    kinds = summary["after"].get("by_kind") or {}
+    if len(kinds) > 1:
+        print("\nper distortion kind (its items with the clean ones), SRCC before -> after GRPO:")
+        for kind, r in kinds.items():
+            print(f"  {kind:14s} {_fmt(summary['before']['by_kind'][kind]['srcc'])} -> {_fmt(r['srcc'])}")
     ev = summary["evaluation"]
     print(f"\nevaluate() on the kept weights (greedy answers): SRCC {_fmt(ev['srcc'])}, "
           f"PLCC {_fmt(ev['plcc'])}, {ev['n_valid']}/{ev['n']} valid; results in {ev['dir']}")

@@ -202,6 +202,24 @@ def test_grid_positions_and_crop_are_configurable(clips):
     assert np.array_equal(np.asarray(crop), np.asarray(middle.crop(box)))
 
 
+def test_grid_null_leaves_out_the_mosaic(clips):
+    """``grid: null``: local frames only (the views ablation's "local"); a 1x1 grid is one
+    middle frame; no view at all is an error."""
+    from preresq.evaluation.batching import video_view_tokens, views_per_video
+    from preresq.training.vllm import visual_tokens
+
+    local = load_views(clips["gop8"], **{**SMALL, "grid": None})
+    assert [read_index(v) for v in local] == [10, 20, 30] and local[0].size == (W, H)
+    (middle,) = load_views(clips["gop8"], **{**SMALL, "grid": [1, 1], "num_local": 0})
+    assert read_index(middle) == 20
+    settings = {**SMALL, "num_local": 3, "grid": None}
+    assert views_per_video(settings) == 3 and views_per_video({**settings, "grid": 4}) == 4
+    assert video_view_tokens(settings, 3136, 10**7) == [W * H // 784] * 3
+    assert visual_tokens("video", 10**7, 1, settings) == 3 * W * H // 784
+    with pytest.raises(ValueError, match="no views"):
+        ViewSpec.from_cfg(grid=None, num_local=0)
+
+
 def test_default_views_fit_their_budgets(clips):
     mosaic, *local = load_views(clips["gop8"], **video.default_config())
     assert len(local) == 3

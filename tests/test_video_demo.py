@@ -7,18 +7,20 @@ import pytest
 
 from preresq.data.demo import level_score
 from preresq.data.demo_video import (
+    FLICKER_GAIN,
     KINDS,
     SPLITS,
     DemoVideoConfig,
     build_demo_video,
-    kind_for,
+    flicker_gains,
     stutter_source,
 )
 from preresq.data.records import read_manifest
 from preresq.data.video import load_views
 
-# Four photos, 12 frames: 16 clips, built in a few seconds.
-SMALL = {"photos": ["astronaut", "camera", "coffee", "chelsea"], "num_frames": 12}
+# Four photos, 12 frames, 3 kinds at 2 levels: 28 clips, built in a few seconds.
+SMALL = {"photos": ["astronaut", "camera", "coffee", "chelsea"], "num_frames": 12,
+         "kinds": ["white_noise", "stutter", "flicker"], "max_level": 2}
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +32,9 @@ def all_records(folder):
     return {split: read_manifest(folder / f"{split}.jsonl") for split in SPLITS}
 
 
-def test_kind_and_stutter_rules():
-    # Across len(KINDS) photos every kind meets every level.
-    for level in range(1, 4):
-        assert {kind_for(p, level, KINDS) for p in range(len(KINDS))} == set(KINDS)
+def test_stutter_and_flicker_rules():
+    assert flicker_gains(4, 2, 4, 0) == [1 + FLICKER_GAIN / 2, 1 - FLICKER_GAIN / 2] * 2
+    assert flicker_gains(3, 4, 4, 1) == [1 - FLICKER_GAIN, 1 + FLICKER_GAIN, 1 - FLICKER_GAIN]
     assert [stutter_source(j, 1) for j in range(6)] == [0, 0, 2, 2, 4, 4]
     assert [stutter_source(j, 2) for j in range(7)] == [0, 0, 0, 3, 3, 3, 6]
 
@@ -50,21 +51,26 @@ def test_config_is_checked():
 def test_builds_scored_video_records_split_by_photo(small_set):
     records = all_records(small_set)
     flat = [r for split in SPLITS for r in records[split]]
-    assert len(flat) == 4 * (1 + 3)
-    assert [len(records[s]) for s in SPLITS] == [8, 4, 4]  # 2 / 1 / 1 photos
+    per_photo = 1 + 3 * 2  # clean + every kind at every level
+    # 2 / 1 / 1 photos; the train split lists each clean clip once per kind (balance).
+    assert [len(records[s]) for s in SPLITS] == [2 * (per_photo + 2), per_photo, per_photo]
     for split in SPLITS:
         for r in records[split]:
             assert r.modality == "video" and r.benchmark == "vqa_demo" and r.split == split
-            assert r.score == r.mos == level_score(r.extra["level"], 3)
+            assert r.score == r.mos == level_score(r.extra["level"], 2)
             assert (small_set / r.paths[0]).is_file() and (small_set / r.ref).is_file()
             assert r.extra["kind"] in KINDS + ("clean",)
+        # Every kind at every level in every split.
+        assert {(r.extra["kind"], r.extra["level"]) for r in records[split]} == \
+            {("clean", 0)} | {(k, level) for k in SMALL["kinds"] for level in (1, 2)}
     photos = {s: {r.extra["photo"] for r in records[s]} for s in SPLITS}
     assert not (photos["train"] & photos["val"] or photos["train"] & photos["test"]
                 or photos["val"] & photos["test"])
     assert set().union(*photos.values()) == set(SMALL["photos"])
-    # Each photo gives one clip per level, so every score is equally common.
-    levels = [r.extra["level"] for r in flat]
-    assert all(levels.count(level) == 4 for level in range(4))
+    # In train every score is equally common (clean clips repeated once per kind).
+    levels = [r.extra["level"] for r in records["train"]]
+    assert all(levels.count(level) == 2 * 3 for level in range(3))
+    assert len({r.id for r in flat}) == len(flat)
 
 
 def test_build_is_deterministic_and_cached(small_set, tmp_path):
@@ -87,18 +93,32 @@ def test_clips_decode_into_views(small_set):
         path = small_set / r.paths[0]
         assert len(decord.VideoReader(str(path))) == 12
         mosaic, *local = load_views(path)
-        assert mosaic.size == (4 * 168, 4 * 112) and [v.size for v in local] == [(168, 112)] * 3
+        assert mosaic.size == (4 * 112, 4 * 112) and [v.size for v in local] == [(112, 112)] * 3
 
 
 def test_stutter_holds_frames(small_set):
     import decord
 
     [stutter] = [r for split in SPLITS for r in all_records(small_set)[split]
-                 if r.extra["kind"] == "stutter" and r.extra["level"] == 1]
+                 if r.extra["kind"] == "stutter" and r.extra["level"] == 1 and r.extra["photo"] == "coffee"]
     frames = decord.VideoReader(str(small_set / stutter.paths[0])).get_batch(list(range(12))).asnumpy()
     diffs = [np.abs(frames[j + 1].astype(int) - frames[j]).mean() for j in range(11)]
     held, moved = diffs[0::2], diffs[1::2]  # frame 2k+1 repeats 2k; 2k+2 is new
     assert max(held) < min(moved)
+
+
+def test_flicker_alternates_brightness(small_set):
+    import decord
+
+    clips = {r.extra["level"]: r for split in SPLITS for r in all_records(small_set)[split]
+             if r.extra["kind"] in ("flicker", "clean") and r.extra["photo"] == "chelsea"}
+    means = {level: decord.VideoReader(str(small_set / r.paths[0])).get_batch(list(range(12)))
+             .asnumpy().astype(float).mean(axis=(1, 2, 3)) for level, r in clips.items()}
+    for level in (1, 2):
+        ratio = means[level] / means[0]
+        jumps = np.sign(np.diff(ratio))
+        assert all(jumps[1:] == -jumps[:-1])  # up, down, up...: brighter and darker in turn
+    assert np.ptp(means[2] / means[0]) > np.ptp(means[1] / means[0]) > 0.1
 
 
 def test_cards_read_the_clip_set(tmp_path):
@@ -110,9 +130,9 @@ def test_cards_read_the_clip_set(tmp_path):
     assert card.reader_args == train.reader_args
     assert suite_names("vqa_demo") == ["vqa_demo"]
     card = load_card("vqa_demo", paths={"cache_dir": str(tmp_path)},
-                     overrides={"reader_args": {"photos": SMALL["photos"], "num_frames": 12}})
+                     overrides={"reader_args": SMALL})
     records = read_benchmark(card)
-    assert len(records) == 4 and all(r.modality == "video" for r in records)
+    assert len(records) == 1 + 3 * 2 and all(r.modality == "video" for r in records)
     assert all((tmp_path / "demo_video" / r.paths[0]).is_file() for r in records)
 
 
@@ -144,7 +164,8 @@ def test_views_feed_the_tiny_model_processor(small_set):
 def test_default_set_builds(tmp_path):
     folder = build_demo_video(root=tmp_path)
     records = all_records(folder)
-    assert [len(records[s]) for s in SPLITS] == [16, 8, 8]
+    per_photo = 1 + len(KINDS) * 4
+    assert [len(records[s]) for s in SPLITS] == [6 * (per_photo + len(KINDS) - 1), 3 * per_photo, 3 * per_photo]
     assert {r.extra["kind"] for s in SPLITS for r in records[s]} == set(KINDS) | {"clean"}
 
 

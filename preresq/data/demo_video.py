@@ -1,9 +1,10 @@
 """The demo clip set: short pans and zooms over real photographs, with graded distortions.
 
 Each photo bundled with scikit-image (the demo image set's photos, ``preresq.data.demo``)
-gives ``1 + max_level`` clips of ``num_frames`` frames (``frame_width`` x ``frame_height``):
-a camera path over the photo (a pan left, right or down, or a zoom in or out, chosen per
-clip), kept clean (level 0) or degraded at each level 1..``max_level`` by one kind:
+gives one camera path (a pan left, right or down, or a zoom in or out, chosen per photo) of
+``num_frames`` frames (``frame_width`` x ``frame_height``), kept clean (level 0) and
+degraded by **every** kind at **every** level 1..``max_level``, as the image demo set does
+with its crops:
 
 * ``gaussian_blur``, ``white_noise``: ``preresq.data.demo.distort`` on every frame (fresh
   noise each frame, so the noise moves as real sensor noise does);
@@ -11,18 +12,23 @@ clip), kept clean (level 0) or degraded at each level 1..``max_level`` by one ki
   ``18 + (51 - 18) * t``, or MPEG-4 qscale ``2 + 29 * t`` where x264 is missing), with
   ``t = level / max_level``;
 * ``stutter``: frame drops and freezes: each shown frame is held for ``level + 1`` frames
-  (the motion jumps, the clip's length stays).
+  (the motion jumps, the clip's length stays). No single frame shows it;
+* ``flicker``: the brightness jumps between frames: frame ``j`` is multiplied by
+  ``1 + FLICKER_GAIN * t * s_j`` with ``s_j`` = +1, -1, +1, ... (a random phase per clip),
+  then clipped. A single frame is only brighter or darker than it should be, which the
+  model cannot know without the clip.
 
-Level ``l`` of photo ``p`` uses kind ``kinds[(p + l - 1) % len(kinds)]``, so across photos
-every kind meets every level. Scores follow the image demo set's documented rule
-(``preresq.data.demo.level_score``)::
+Scores follow the image demo set's documented rule (``preresq.data.demo.level_score``)::
 
     score = 5 - 4 * level / max_level        (level 0 = 5.0 ... level max_level = 1.0)
 
-Splits (train / val / test) are disjoint by source photo. The set is built on first use
-into ``<paths.cache_dir>/demo_video/<name>-<hash of the parameters>/`` (``clips/``, one
+so ``max_level=4`` gives the integer scores 1..5. Splits (train / val / test) are disjoint
+by source photo; every split holds every kind at every level. With ``balance_train`` the
+train split's clean clip of each photo is listed once per kind (ids ``<id>@<k>``), so that
+every score is equally common (``shared/notes/demo_learning.md``). The set is built on first
+use into ``<paths.cache_dir>/demo_video/<name>-<hash of the parameters>/`` (``clips/``, one
 manifest per split with modality ``"video"``, ``info.json``), deterministically from
-``seed``, offline, in a few seconds; H.264 when the installed PyAV has libx264, else MPEG-4.
+``seed``, offline, in seconds; H.264 when the installed PyAV has libx264, else MPEG-4.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import hashlib
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import ClassVar
@@ -40,14 +46,17 @@ import numpy as np
 from PIL import Image
 
 from preresq.data.built_set import SPLITS, SetParams, build_once, check_split, split_records
+from preresq.data.demo import DEFAULT_PHOTOS as IMAGE_DEMO_PHOTOS
 from preresq.data.demo import _assign_splits, _photo, distort, level_score
 from preresq.data.records import Record, write_manifest
 
-KINDS = ("gaussian_blur", "white_noise", "compression", "stutter")
+KINDS = ("gaussian_blur", "white_noise", "compression", "stutter", "flicker")
+TEMPORAL_KINDS = ("stutter", "flicker")  # what no single frame shows
 MOTIONS = ("pan_right", "pan_left", "pan_down", "zoom_in", "zoom_out")
-DEFAULT_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "brick", "grass")
+DEFAULT_PHOTOS = IMAGE_DEMO_PHOTOS  # 12 photos: 6 train, 3 val, 3 test
 CLEAN_CRF = 18
-BUILD_VERSION = 2  # bump when the build code changes what it writes
+FLICKER_GAIN = 0.4  # brightness x (1 +- 0.4) at the top level
+BUILD_VERSION = 3  # bump when the build code changes what it writes
 
 
 @dataclass(frozen=True)
@@ -56,13 +65,15 @@ class DemoVideoConfig(SetParams):
 
     photos: tuple[str, ...] = DEFAULT_PHOTOS
     kinds: tuple[str, ...] = KINDS
-    max_level: int = 3
-    num_frames: int = 32
-    fps: int = 16
-    frame_width: int = 168
+    max_level: int = 4
+    num_frames: int = 16
+    fps: int = 8
+    frame_width: int = 112
     frame_height: int = 112
-    photo_side: int = 320
+    photo_side: int = 256
     fractions: tuple[float, float, float] = (0.5, 0.25, 0.25)
+    balance_train: bool = True
+    noise_std: float = 0.3  # white noise std at the top level (0.12 is too faint for the tiny model)
     seed: int = 0
     name: str = "vqa_demo"
     extra: dict = field(default_factory=dict, compare=False, repr=False)
@@ -90,19 +101,28 @@ class DemoVideoConfig(SetParams):
         if len(self.fractions) != 3 or min(self.fractions) < 0 or not math.isclose(sum(self.fractions), 1.0):
             raise ValueError(f"demo video fractions must be three non-negative numbers summing "
                              f"to 1, got {self.fractions}")
+        if not self.noise_std > 0:
+            raise ValueError(f"demo video noise_std must be > 0, got {self.noise_std}")
         if self.extra:
             raise ValueError(f"unknown demo video parameters {sorted(self.extra)}")
-
-
-def kind_for(photo_index: int, level: int, kinds: tuple[str, ...]) -> str:
-    """The distortion of level ``level`` (>= 1) of the ``photo_index``-th photo."""
-    return kinds[(photo_index + level - 1) % len(kinds)]
 
 
 def stutter_source(frame: int, level: int) -> int:
     """The source frame shown at ``frame`` under stutter ``level``: held ``level + 1`` frames."""
     hold = level + 1
     return frame // hold * hold
+
+
+def flicker_gains(num_frames: int, level: int, max_level: int, phase: int) -> list[float]:
+    """Brightness factor of each frame under flicker ``level``: ``1 +- FLICKER_GAIN * t``,
+    alternating from frame to frame, starting with + when ``phase`` is 0."""
+    t = level / max_level
+    return [1.0 + FLICKER_GAIN * t * (1 if (j + phase) % 2 == 0 else -1) for j in range(num_frames)]
+
+
+def _scale_brightness(frame: Image.Image, gain: float) -> Image.Image:
+    pixels = np.asarray(frame, dtype=np.float32) * gain
+    return Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8))
 
 
 # --------------------------------------------------------------------------- camera paths
@@ -208,9 +228,12 @@ def write_clip(path: Path, frames: list[Image.Image], fps: int, codec: str,
 def _degrade(frames: list[Image.Image], kind: str, level: int, cfg: DemoVideoConfig,
              rng: np.random.Generator) -> list[Image.Image]:
     if kind in ("gaussian_blur", "white_noise"):
-        return [distort(f, kind, level, rng, cfg.max_level) for f in frames]
+        return [distort(f, kind, level, rng, cfg.max_level, cfg.noise_std) for f in frames]
     if kind == "stutter":
         return [frames[stutter_source(j, level)] for j in range(len(frames))]
+    if kind == "flicker":
+        gains = flicker_gains(len(frames), level, cfg.max_level, int(rng.integers(2)))
+        return [_scale_brightness(f, g) for f, g in zip(frames, gains, strict=True)]
     if kind == "compression":
         return frames  # applied by the encoder
     raise ValueError(f"unknown demo video distortion {kind!r}; known: {KINDS}")
@@ -221,27 +244,31 @@ def _build(cfg: DemoVideoConfig, out: Path) -> dict:
     split_of = _assign_splits(list(cfg.photos), cfg, rng)
     codec = encoder()
     records: dict[str, list[Record]] = {s: [] for s in SPLITS}
-    for p, photo_name in enumerate(cfg.photos):
+    for photo_name in cfg.photos:
         photo = _scaled_photo(photo_name, cfg.photo_side)
         # One generator per photo, so a clip does not change when other photos are added.
         photo_rng = np.random.default_rng([cfg.seed, int(hashlib.sha256(photo_name.encode()).hexdigest()[:8], 16)])
+        motion = MOTIONS[int(photo_rng.integers(len(MOTIONS)))]
+        clean = _camera_frames(photo, motion, cfg)
         clean_rel = f"clips/{photo_name}/clean_0.mp4"
-        for level in range(cfg.max_level + 1):
-            kind = "clean" if level == 0 else kind_for(p, level, cfg.kinds)
-            motion = MOTIONS[int(photo_rng.integers(len(MOTIONS)))]
-            frames = _camera_frames(photo, motion, cfg)
-            if level:
-                frames = _degrade(frames, kind, level, cfg, photo_rng)
+        split = split_of[photo_name]
+        items = [("clean", 0)] + [(kind, level) for kind in cfg.kinds
+                                  for level in range(1, cfg.max_level + 1)]
+        for kind, level in items:
+            frames = _degrade(clean, kind, level, cfg, photo_rng) if level else clean
             t = level / cfg.max_level if kind == "compression" else 0.0
             rel = clean_rel if level == 0 else f"clips/{photo_name}/{kind}_{level}.mp4"
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             write_clip(out / rel, frames, cfg.fps, codec, _quality_options(codec, t))
             score = level_score(level, cfg.max_level)
-            split = split_of[photo_name]
-            records[split].append(Record(
-                id=rel, paths=[rel], mos=score, score=score, benchmark=cfg.name, modality="video",
-                split=split, ref=clean_rel,
-                extra={"photo": photo_name, "kind": kind, "level": level, "motion": motion}))
+            record = Record(id=rel, paths=[rel], mos=score, score=score, benchmark=cfg.name,
+                            modality="video", split=split, ref=clean_rel,
+                            extra={"photo": photo_name, "kind": kind, "level": level, "motion": motion})
+            records[split].append(record)
+            if split == "train" and cfg.balance_train and level == 0:
+                # One clean clip per kind, as many as the clips at each distorted level.
+                for r in range(1, len(cfg.kinds)):
+                    records[split].append(Record(**{**asdict(record), "id": f"{rel}@{r}"}))
     counts = {}
     for split in SPLITS:
         write_manifest(out / f"{split}.jsonl", records[split])

@@ -199,7 +199,7 @@ def default_config() -> dict:
 class ViewSpec:
     """The view settings of ``configs/video/default.yaml``, checked once."""
 
-    grid: tuple[int, int] = (4, 4)
+    grid: tuple[int, int] | None = (4, 4)  # None: no mosaic (local frames only)
     num_local: int = 3
     local_positions: tuple[float, ...] | None = None
     mosaic_max_pixels: int = 802_816
@@ -222,9 +222,10 @@ class ViewSpec:
                                              "factor", "num_threads") if cfg.get(k) is not None}
         if cfg.get("backend") is not None:
             kw["backend"] = str(cfg["backend"])
-        if cfg.get("grid") is not None:
+        if "grid" in cfg:  # an explicit null: no mosaic
             grid = cfg["grid"]
-            kw["grid"] = (int(grid), int(grid)) if isinstance(grid, int) else tuple(int(g) for g in grid)
+            kw["grid"] = None if grid is None else (int(grid), int(grid)) if isinstance(grid, int) \
+                else tuple(int(g) for g in grid)
         num_local = int(kw.get("num_local", cls.num_local))
         if cfg.get("local_positions") is not None:
             positions = tuple(float(p) for p in cfg["local_positions"])
@@ -247,8 +248,10 @@ class ViewSpec:
         return spec
 
     def check(self) -> None:
-        if len(self.grid) != 2 or min(self.grid) < 1:
-            raise ValueError(f"grid must be [rows, cols] >= 1, got {self.grid}")
+        if self.grid is not None and (len(self.grid) != 2 or min(self.grid) < 1):
+            raise ValueError(f"grid must be [rows, cols] >= 1 or null (no mosaic), got {self.grid}")
+        if self.grid is None and self.num_local == 0 and self.crop_size is None:
+            raise ValueError("no views: grid is null (no mosaic), num_local is 0 and no crop")
         if self.num_local < 0:
             raise ValueError(f"num_local must be >= 0, got {self.num_local}")
         for p in self.positions():
@@ -297,9 +300,8 @@ def plan_views(starts: Sequence[int] | int, spec: ViewSpec) -> ViewPlan:
             raise ValueError(f"num_frames must be >= 1, got {starts}")
         starts = range(starts)
     starts = evened(starts)
-    rows, cols = spec.grid
     return ViewPlan(
-        mosaic=frames_at_span_centres(starts, rows * cols),
+        mosaic=[] if spec.grid is None else frames_at_span_centres(starts, spec.grid[0] * spec.grid[1]),
         local=[frame_at_time(starts, p) for p in spec.positions()],
         crop=None if spec.crop_size is None else frame_at_time(starts, spec.crop_position),
     )
@@ -330,14 +332,15 @@ def load_views(path: str | os.PathLike, **cfg) -> list[Image.Image]:
     Args:
         path: a video file any FFmpeg build reads.
         **cfg: view settings, the keys of ``configs/video/default.yaml``: ``grid`` (int or
-            ``[rows, cols]``), ``num_local``, ``local_positions`` (list of 0..1, or None for
+            ``[rows, cols]``; None: no mosaic), ``num_local``, ``local_positions`` (list of 0..1, or None for
             evenly spread), ``mosaic_max_pixels`` (whole mosaic), ``local_max_pixels`` (each
             local frame), ``factor`` (side multiple), ``crop`` (None or ``{size, position}``),
             ``backend`` (``auto``: PyAV, then decord if PyAV cannot open or read the file,
             with a warning; ``pyav``; ``decord``), ``num_threads`` (threads decoding one clip: PyAV decodes that many keyframe-to-frame stretches at once; decord's FFmpeg threads). Missing keys take the defaults of ``ViewSpec``.
 
     Returns:
-        RGB PIL images: the mosaic, then the local frames in time order, then the crop.
+        RGB PIL images: the mosaic (unless ``grid`` is None), then the local frames in time
+        order, then the crop.
 
     Raises:
         FileNotFoundError: no such file.
@@ -397,7 +400,7 @@ def _views(path: Path, spec: ViewSpec, backend: str) -> list[Image.Image]:
         if reader.num_frames < 1:
             raise VideoDecodeError(f"{path}: no frames")
         plan = plan_views(reader.index.starts, spec)
-        rows, cols = spec.grid
+        rows, cols = spec.grid or (1, 1)
         tile_budget = spec.mosaic_max_pixels // (rows * cols)
         made: dict[tuple[str, int], Image.Image] = {}
         tile = None
@@ -415,10 +418,12 @@ def _views(path: Path, spec: ViewSpec, backend: str) -> list[Image.Image]:
                 made["crop", index] = _centre_crop(picture.image(), spec.crop_size, spec.factor)
     finally:
         reader.close()
-    mosaic = Image.new("RGB", (cols * tile[0], rows * tile[1]))
-    for i, index in enumerate(plan.mosaic):
-        mosaic.paste(made["tile", index], ((i % cols) * tile[0], (i // cols) * tile[1]))
-    views = [mosaic] + [made["local", index] for index in plan.local]
+    views = [made["local", index] for index in plan.local]
+    if spec.grid is not None:
+        mosaic = Image.new("RGB", (cols * tile[0], rows * tile[1]))
+        for i, index in enumerate(plan.mosaic):
+            mosaic.paste(made["tile", index], ((i % cols) * tile[0], (i // cols) * tile[1]))
+        views.insert(0, mosaic)
     if plan.crop is not None:
         views.append(made["crop", plan.crop])
     return views

@@ -49,7 +49,7 @@ def video_view_tokens(video_cfg: Mapping | None, min_pixels: int, max_pixels: in
     the mosaic, ``num_local`` frames and the optional crop, each at its pixel cap and then
     within the model's ``max_pixels``."""
     video = dict(video_cfg or {})
-    caps = [int(video.get("mosaic_max_pixels", max_pixels))]
+    caps = [int(video.get("mosaic_max_pixels", max_pixels))] if has_mosaic(video) else []
     caps += [int(video.get("local_max_pixels", max_pixels))] * int(video.get("num_local", 0))
     if video.get("crop"):
         caps.append(int(video["crop"]["size"]) ** 2)
@@ -57,9 +57,16 @@ def video_view_tokens(video_cfg: Mapping | None, min_pixels: int, max_pixels: in
 
 
 def views_per_video(video_cfg: Mapping | None) -> int:
-    """Images one video is shown as: the mosaic, the local frames and the optional crop."""
+    """Images one video is shown as: the mosaic (unless ``grid`` is null), the local frames
+    and the optional crop."""
     video = dict(video_cfg or {})
-    return 1 + int(video.get("num_local", 0)) + (1 if video.get("crop") else 0)
+    return int(has_mosaic(video)) + int(video.get("num_local", 0)) + (1 if video.get("crop") else 0)
+
+
+def has_mosaic(video_cfg: Mapping | None) -> bool:
+    """Whether a video's views start with the mosaic: ``grid: null`` leaves it out."""
+    video = dict(video_cfg or {})
+    return not ("grid" in video and video["grid"] is None)
 
 
 def source_tokens(source, modality: str, min_pixels: int, max_pixels: int,

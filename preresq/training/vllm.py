@@ -39,8 +39,10 @@ def visual_tokens(modality: str, max_pixels: int, images_per_item: int = 1,
     """
     if modality == "image":
         return images_per_item * image_tokens(max_pixels)
+    from preresq.evaluation.batching import has_mosaic
+
     video = dict(video_cfg or {})
-    views = [video.get("mosaic_max_pixels", max_pixels)]
+    views = [video.get("mosaic_max_pixels", max_pixels)] if has_mosaic(video) else []
     views += [video.get("local_max_pixels", max_pixels)] * int(video.get("num_local", 0))
     crop = video.get("crop")
     if crop:
