@@ -29,7 +29,7 @@ from preresq.config import check_overrides
 from preresq.paths import REPO_ROOT
 from preresq.views_ablation import VIEWS, read_view_run, run_dir, write_report
 
-DEMO_STEPS = 600  # configs/experiment/demo_video.yaml's max_steps
+DEMO_STEPS = 300  # configs/experiment/demo_video.yaml's max_steps
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,7 +30,8 @@ def test_video_demo_config():
     assert eval_card(cfg) == "vqa_demo" and cfg.data.modality == "video"
     card = load_card("vqa_demo", paths=cfg.paths)
     check_test_card(cfg, card)  # the shipped configs agree
-    assert set(TEMPORAL_KINDS) <= set(card.reader_args["kinds"]) and card.expected_count >= 32
+    # A kind no single frame shows, and at least 32 test clips.
+    assert set(card.reader_args["kinds"]) <= set(TEMPORAL_KINDS) and card.expected_count >= 32
     changed = compose("train", ["+experiment=demo_video", "data.reader_args.max_level=3"])
     with pytest.raises(ValueError, match="vqa_demo.yaml"):
         run_demo(changed)  # before anything is built or trained
@@ -54,18 +55,17 @@ def test_short_video_demo_writes_summary_and_trains(tmp_path, capsys):
     for name in ("init", "before", "after"):
         row = summary[name]
         assert {"srcc", "plcc", "valid_rate", "n", "by_kind"} <= set(row)
-        assert row["n"] == summary["test_items"] == 39
-        assert set(row["by_kind"]) == {"white_noise", "stutter", "flicker"}
-        assert all(k["n"] == 3 + 3 * 4 for k in row["by_kind"].values())  # clean + 4 levels, 3 photos
+        assert row["n"] == summary["test_items"] == 35  # 7 photo halves x (clean + 4 levels)
+        assert set(row["by_kind"]) == {"flicker"} and row["by_kind"]["flicker"]["n"] == 35
     assert summary["seed"] == 42 and summary["reward"]["preset"] == "preresq"
     assert (out / "training_curves.png").stat().st_size > 10_000
     # GRPO changed the weights the warm-up left.
     kept, warm = _weights(out / "main" / "best"), _weights(out / "warmup")
     assert any(not torch.equal(kept[k], warm[k]) for k in warm)
     rows = (out / "eval" / "predictions" / "vqa_demo.jsonl").read_text().splitlines()
-    assert len(rows) == 39 == summary["evaluation"]["n"]
+    assert len(rows) == 35 == summary["evaluation"]["n"]
     printed = capsys.readouterr().out
-    assert "| after GRPO |" in printed and "stutter" in printed
+    assert "| after GRPO |" in printed and "35 videos" in printed
     # The evaluation command shows the clips as the demo did (its pixel budget).
     assert "video.mosaic_max_pixels=12544" in evaluation_overrides(cfg, out / "main" / "best")
 
@@ -82,12 +82,12 @@ def test_short_views_ablation_writes_table_and_resumes(tmp_path, capsys):
             "trainer.args.logging_steps=1", CACHE]
     assert ablate_views.main(args) == 0
     md = (tmp_path / "views_ablation.md").read_text()
-    assert "| local | 1 |" in md and "| middle_frame | 42 |" in md and "stutter SRCC" in md
+    assert "| local | 1 |" in md and "| middle_frame | 42 |" in md and "flicker SRCC" in md
     data = json.loads((tmp_path / "views_ablation.json").read_text())
     assert data["views"] == {"local": ["video.grid=null"],
                              "middle_frame": ["video.grid=[1,1]", "video.num_local=0"]}
     run = data["runs"]["local"][0]
-    assert set(run["by_kind"]) == {"white_noise", "stutter", "flicker"}
+    assert set(run["by_kind"]) == {"flicker"} and run["n"] == 35
     capsys.readouterr()
     assert ablate_views.main(args) == 0  # finished runs are skipped
     assert capsys.readouterr().out.count("finished earlier, skipped") == 2

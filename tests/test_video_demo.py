@@ -18,7 +18,7 @@ from preresq.data.demo_video import (
 from preresq.data.records import read_manifest
 from preresq.data.video import load_views
 
-# Four photos, 12 frames, 3 kinds at 2 levels: 28 clips, built in a few seconds.
+# Four photos (8 halves), 12 frames, 3 kinds at 2 levels: 56 clips, built in a few seconds.
 SMALL = {"photos": ["astronaut", "camera", "coffee", "chelsea"], "num_frames": 12,
          "kinds": ["white_noise", "stutter", "flicker"], "max_level": 2}
 
@@ -39,6 +39,14 @@ def test_stutter_and_flicker_rules():
     assert [stutter_source(j, 2) for j in range(7)] == [0, 0, 0, 3, 3, 3, 6]
 
 
+def test_split_by_photo_keeps_whole_photos_apart(tmp_path):
+    folder = build_demo_video({**SMALL, "split_by": "photo", "kinds": ["stutter"], "max_level": 1},
+                              root=tmp_path)
+    records = all_records(folder)
+    photos = {s: {r.extra["photo"] for r in records[s]} for s in SPLITS}
+    assert [len(photos[s]) for s in SPLITS] == [2, 1, 1] and len(set().union(*photos.values())) == 4
+
+
 def test_config_is_checked():
     with pytest.raises(ValueError, match="unknown demo video parameters"):
         DemoVideoConfig.from_mapping({"frames": 10})
@@ -46,14 +54,18 @@ def test_config_is_checked():
         DemoVideoConfig(frame_width=100)
     with pytest.raises(ValueError, match="kinds"):
         DemoVideoConfig(kinds=("jpeg",))
+    with pytest.raises(ValueError, match="split_by"):
+        DemoVideoConfig(split_by="crop")
+    with pytest.raises(ValueError, match="smaller than a frame"):
+        DemoVideoConfig(photo_side=100)
 
 
-def test_builds_scored_video_records_split_by_photo(small_set):
+def test_builds_scored_video_records_split_by_source(small_set):
     records = all_records(small_set)
     flat = [r for split in SPLITS for r in records[split]]
-    per_photo = 1 + 3 * 2  # clean + every kind at every level
-    # 2 / 1 / 1 photos; the train split lists each clean clip once per kind (balance).
-    assert [len(records[s]) for s in SPLITS] == [2 * (per_photo + 2), per_photo, per_photo]
+    per_source = 1 + 3 * 2  # clean + every kind at every level
+    # 4 / 2 / 2 photo halves; the train split lists each clean clip once per kind (balance).
+    assert [len(records[s]) for s in SPLITS] == [4 * (per_source + 2), 2 * per_source, 2 * per_source]
     for split in SPLITS:
         for r in records[split]:
             assert r.modality == "video" and r.benchmark == "vqa_demo" and r.split == split
@@ -63,13 +75,13 @@ def test_builds_scored_video_records_split_by_photo(small_set):
         # Every kind at every level in every split.
         assert {(r.extra["kind"], r.extra["level"]) for r in records[split]} == \
             {("clean", 0)} | {(k, level) for k in SMALL["kinds"] for level in (1, 2)}
-    photos = {s: {r.extra["photo"] for r in records[s]} for s in SPLITS}
-    assert not (photos["train"] & photos["val"] or photos["train"] & photos["test"]
-                or photos["val"] & photos["test"])
-    assert set().union(*photos.values()) == set(SMALL["photos"])
+    sources = {s: {r.extra["source"] for r in records[s]} for s in SPLITS}
+    assert not (sources["train"] & sources["val"] or sources["train"] & sources["test"]
+                or sources["val"] & sources["test"])
+    assert set().union(*sources.values()) == {f"{p}_{h}" for p in SMALL["photos"] for h in "ab"}
     # In train every score is equally common (clean clips repeated once per kind).
     levels = [r.extra["level"] for r in records["train"]]
-    assert all(levels.count(level) == 2 * 3 for level in range(3))
+    assert all(levels.count(level) == 4 * 3 for level in range(3))
     assert len({r.id for r in flat}) == len(flat)
 
 
@@ -93,14 +105,14 @@ def test_clips_decode_into_views(small_set):
         path = small_set / r.paths[0]
         assert len(decord.VideoReader(str(path))) == 12
         mosaic, *local = load_views(path)
-        assert mosaic.size == (4 * 112, 4 * 112) and [v.size for v in local] == [(112, 112)] * 3
+        assert mosaic.size == (4 * 56, 4 * 56) and [v.size for v in local] == [(56, 56)] * 3
 
 
 def test_stutter_holds_frames(small_set):
     import decord
 
     [stutter] = [r for split in SPLITS for r in all_records(small_set)[split]
-                 if r.extra["kind"] == "stutter" and r.extra["level"] == 1 and r.extra["photo"] == "coffee"]
+                 if r.extra["kind"] == "stutter" and r.extra["level"] == 1 and r.extra["source"] == "coffee_a"]
     frames = decord.VideoReader(str(small_set / stutter.paths[0])).get_batch(list(range(12))).asnumpy()
     diffs = [np.abs(frames[j + 1].astype(int) - frames[j]).mean() for j in range(11)]
     held, moved = diffs[0::2], diffs[1::2]  # frame 2k+1 repeats 2k; 2k+2 is new
@@ -111,7 +123,7 @@ def test_flicker_alternates_brightness(small_set):
     import decord
 
     clips = {r.extra["level"]: r for split in SPLITS for r in all_records(small_set)[split]
-             if r.extra["kind"] in ("flicker", "clean") and r.extra["photo"] == "chelsea"}
+             if r.extra["kind"] in ("flicker", "clean") and r.extra["source"] == "chelsea_a"}
     means = {level: decord.VideoReader(str(small_set / r.paths[0])).get_batch(list(range(12)))
              .asnumpy().astype(float).mean(axis=(1, 2, 3)) for level, r in clips.items()}
     for level in (1, 2):
@@ -132,7 +144,7 @@ def test_cards_read_the_clip_set(tmp_path):
     card = load_card("vqa_demo", paths={"cache_dir": str(tmp_path)},
                      overrides={"reader_args": SMALL})
     records = read_benchmark(card)
-    assert len(records) == 1 + 3 * 2 and all(r.modality == "video" for r in records)
+    assert len(records) == 2 * (1 + 3 * 2) and all(r.modality == "video" for r in records)
     assert all((tmp_path / "demo_video" / r.paths[0]).is_file() for r in records)
 
 
@@ -164,8 +176,9 @@ def test_views_feed_the_tiny_model_processor(small_set):
 def test_default_set_builds(tmp_path):
     folder = build_demo_video(root=tmp_path)
     records = all_records(folder)
-    per_photo = 1 + len(KINDS) * 4
-    assert [len(records[s]) for s in SPLITS] == [6 * (per_photo + len(KINDS) - 1), 3 * per_photo, 3 * per_photo]
+    per_source = 1 + len(KINDS) * 4
+    assert [len(records[s]) for s in SPLITS] == [12 * (per_source + len(KINDS) - 1), 6 * per_source,
+                                                 6 * per_source]
     assert {r.extra["kind"] for s in SPLITS for r in records[s]} == set(KINDS) | {"clean"}
 
 

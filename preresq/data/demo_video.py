@@ -1,7 +1,9 @@
 """The demo clip set: short pans and zooms over real photographs, with graded distortions.
 
-Each photo bundled with scikit-image (the demo image set's photos, ``preresq.data.demo``)
-gives one camera path (a pan left, right or down, or a zoom in or out, chosen per photo) of
+Each photo bundled with scikit-image (the demo image set's photos, ``preresq.data.demo``) is
+cut into two halves (left and right; top and bottom for a portrait photo), its *sources*
+(``split_by="half"``; ``"photo"``: the whole photo is one source). Each source gives one
+camera path (a pan left, right or down, or a zoom in or out, chosen per source) of
 ``num_frames`` frames (``frame_width`` x ``frame_height``), kept clean (level 0) and
 degraded by **every** kind at **every** level 1..``max_level``, as the image demo set does
 with its crops:
@@ -23,7 +25,9 @@ Scores follow the image demo set's documented rule (``preresq.data.demo.level_sc
     score = 5 - 4 * level / max_level        (level 0 = 5.0 ... level max_level = 1.0)
 
 so ``max_level=4`` gives the integer scores 1..5. Splits (train / val / test) are disjoint
-by source photo; every split holds every kind at every level. With ``balance_train`` the
+by source (a photo half, as the image demo's are by crop: a test clip's photo may have its
+other half in training; ``split_by="photo"`` keeps whole photos apart); every split holds
+every kind at every level. With ``balance_train`` the
 train split's clean clip of each photo is listed once per kind (ids ``<id>@<k>``), so that
 every score is equally common (``shared/notes/demo_learning.md``). The set is built on first
 use into ``<paths.cache_dir>/demo_video/<name>-<hash of the parameters>/`` (``clips/``, one
@@ -53,7 +57,7 @@ from preresq.data.records import Record, write_manifest
 KINDS = ("gaussian_blur", "white_noise", "compression", "stutter", "flicker")
 TEMPORAL_KINDS = ("stutter", "flicker")  # what no single frame shows
 MOTIONS = ("pan_right", "pan_left", "pan_down", "zoom_in", "zoom_out")
-DEFAULT_PHOTOS = IMAGE_DEMO_PHOTOS  # 12 photos: 6 train, 3 val, 3 test
+DEFAULT_PHOTOS = IMAGE_DEMO_PHOTOS  # 12 photos, 24 halves: 12 train, 6 val, 6 test
 CLEAN_CRF = 18
 FLICKER_GAIN = 0.4  # brightness x (1 +- 0.4) at the top level
 BUILD_VERSION = 3  # bump when the build code changes what it writes
@@ -68,9 +72,10 @@ class DemoVideoConfig(SetParams):
     max_level: int = 4
     num_frames: int = 16
     fps: int = 8
-    frame_width: int = 112
-    frame_height: int = 112
+    frame_width: int = 56
+    frame_height: int = 56
     photo_side: int = 256
+    split_by: str = "half"
     fractions: tuple[float, float, float] = (0.5, 0.25, 0.25)
     balance_train: bool = True
     noise_std: float = 0.3  # white noise std at the top level (0.12 is too faint for the tiny model)
@@ -96,8 +101,12 @@ class DemoVideoConfig(SetParams):
         if self.frame_width % 28 or self.frame_height % 28:
             raise ValueError(f"demo video frame size {self.frame_width}x{self.frame_height} is not "
                              "a multiple of 28 (the model would resize it and smear the distortions)")
-        if self.photo_side < max(self.frame_width, self.frame_height):
-            raise ValueError(f"demo video photo_side {self.photo_side} is smaller than a frame")
+        if self.split_by not in ("half", "photo"):
+            raise ValueError(f"demo video split_by must be half or photo, got {self.split_by!r}")
+        side = self.photo_side // 2 if self.split_by == "half" else self.photo_side
+        if side < max(self.frame_width, self.frame_height):
+            raise ValueError(f"demo video photo_side {self.photo_side} leaves sources of {side} px, "
+                             f"smaller than a frame")
         if len(self.fractions) != 3 or min(self.fractions) < 0 or not math.isclose(sum(self.fractions), 1.0):
             raise ValueError(f"demo video fractions must be three non-negative numbers summing "
                              f"to 1, got {self.fractions}")
@@ -148,6 +157,17 @@ def _camera_frames(photo: Image.Image, motion: str, cfg: DemoVideoConfig) -> lis
         box = (x0, y0, x0 + fw * scale, y0 + fh * scale)
         frames.append(photo.resize((fw, fh), Image.Resampling.BICUBIC, box=box))
     return frames
+
+
+def _sources(name: str, cfg: DemoVideoConfig) -> list[tuple[str, Image.Image]]:
+    """``(source id, image)``: the photo's two halves (``split_by="half"``) or the photo."""
+    photo = _scaled_photo(name, cfg.photo_side)
+    if cfg.split_by == "photo":
+        return [(name, photo)]
+    w, h = photo.size
+    if w >= h:
+        return [(f"{name}_a", photo.crop((0, 0, w // 2, h))), (f"{name}_b", photo.crop((w // 2, 0, w, h)))]
+    return [(f"{name}_a", photo.crop((0, 0, w, h // 2))), (f"{name}_b", photo.crop((0, h // 2, w, h)))]
 
 
 def _scaled_photo(name: str, side: int) -> Image.Image:
@@ -241,29 +261,31 @@ def _degrade(frames: list[Image.Image], kind: str, level: int, cfg: DemoVideoCon
 
 def _build(cfg: DemoVideoConfig, out: Path) -> dict:
     rng = np.random.default_rng(cfg.seed)
-    split_of = _assign_splits(list(cfg.photos), cfg, rng)
+    sources = [(photo_name, source, image) for photo_name in cfg.photos
+               for source, image in _sources(photo_name, cfg)]
+    split_of = _assign_splits([source for _, source, _ in sources], cfg, rng)
     codec = encoder()
     records: dict[str, list[Record]] = {s: [] for s in SPLITS}
-    for photo_name in cfg.photos:
-        photo = _scaled_photo(photo_name, cfg.photo_side)
-        # One generator per photo, so a clip does not change when other photos are added.
-        photo_rng = np.random.default_rng([cfg.seed, int(hashlib.sha256(photo_name.encode()).hexdigest()[:8], 16)])
+    for photo_name, source, photo in sources:
+        # One generator per source, so a clip does not change when other photos are added.
+        photo_rng = np.random.default_rng([cfg.seed, int(hashlib.sha256(source.encode()).hexdigest()[:8], 16)])
         motion = MOTIONS[int(photo_rng.integers(len(MOTIONS)))]
         clean = _camera_frames(photo, motion, cfg)
-        clean_rel = f"clips/{photo_name}/clean_0.mp4"
-        split = split_of[photo_name]
+        clean_rel = f"clips/{source}/clean_0.mp4"
+        split = split_of[source]
         items = [("clean", 0)] + [(kind, level) for kind in cfg.kinds
                                   for level in range(1, cfg.max_level + 1)]
         for kind, level in items:
             frames = _degrade(clean, kind, level, cfg, photo_rng) if level else clean
             t = level / cfg.max_level if kind == "compression" else 0.0
-            rel = clean_rel if level == 0 else f"clips/{photo_name}/{kind}_{level}.mp4"
+            rel = clean_rel if level == 0 else f"clips/{source}/{kind}_{level}.mp4"
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             write_clip(out / rel, frames, cfg.fps, codec, _quality_options(codec, t))
             score = level_score(level, cfg.max_level)
             record = Record(id=rel, paths=[rel], mos=score, score=score, benchmark=cfg.name,
                             modality="video", split=split, ref=clean_rel,
-                            extra={"photo": photo_name, "kind": kind, "level": level, "motion": motion})
+                            extra={"photo": photo_name, "source": source, "kind": kind, "level": level,
+                                   "motion": motion})
             records[split].append(record)
             if split == "train" and cfg.balance_train and level == 0:
                 # One clean clip per kind, as many as the clips at each distorted level.
