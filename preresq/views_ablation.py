@@ -61,7 +61,7 @@ def kinds_of(results: Mapping[str, Sequence[dict]]) -> list[str]:
 
 def _mean_sd(values: Sequence[float]) -> str:
     arr = np.array(values, dtype=float)
-    if not len(arr):
+    if not len(arr) or np.isnan(arr).any():  # a run without a score: no made-up mean
         return "n/a"
     text = _f(float(arr.mean()))
     return text + (f" ± {_f(float(arr.std()))}" if len(arr) > 1 else "")

@@ -77,17 +77,42 @@ def test_short_views_ablation_writes_table_and_resumes(tmp_path, capsys):
         import ablate_views
     finally:
         sys.path.pop(0)
-    args = ["--views", "local", "middle_frame", "--seeds", "42", "--steps", "1",
+    args = ["--views", "middle_frame", "--seeds", "42", "--steps", "1",
             "--out", str(tmp_path), "demo.warmup_steps=2", "validation.every_n_steps=1",
             "trainer.args.logging_steps=1", CACHE]
     assert ablate_views.main(args) == 0
     md = (tmp_path / "views_ablation.md").read_text()
-    assert "| local | 1 |" in md and "| middle_frame | 42 |" in md and "flicker SRCC" in md
+    assert "| middle_frame | 1 |" in md and "| middle_frame | 42 |" in md and "flicker SRCC" in md
     data = json.loads((tmp_path / "views_ablation.json").read_text())
-    assert data["views"] == {"local": ["video.grid=null"],
-                             "middle_frame": ["video.grid=[1,1]", "video.num_local=0"]}
-    run = data["runs"]["local"][0]
+    assert data["views"] == {"middle_frame": ["video.grid=[1,1]", "video.num_local=0"]}
+    run = data["runs"]["middle_frame"][0]
     assert set(run["by_kind"]) == {"flicker"} and run["n"] == 35
+    log = (tmp_path / "middle_frame" / "seed42" / "demo.log").read_text()
+    assert "video.grid=[1,1]" in (tmp_path / "middle_frame" / "seed42" / "ablate_run.json").read_text()
+    assert "35 videos" in log
     capsys.readouterr()
     assert ablate_views.main(args) == 0  # finished runs are skipped
-    assert capsys.readouterr().out.count("finished earlier, skipped") == 2
+    assert capsys.readouterr().out.count("finished earlier, skipped") == 1
+
+
+def test_views_table_per_kind_from_run_folders(tmp_path):
+    """The table reads each run's summary (overall and per kind) and averages over seeds."""
+    from preresq.views_ablation import VIEWS, markdown_table, read_view_run
+
+    def fake(folder, seed, srcc, by_kind):
+        (folder / "main").mkdir(parents=True)
+        summary = {"after": {"srcc": srcc, "plcc": srcc, "valid_rate": 1.0, "n": 35,
+                             "by_kind": {k: {"srcc": v} for k, v in by_kind.items()}},
+                   "before": {"srcc": 0.1}, "evaluation": {"srcc": 0.5},
+                   "reward": {"preset": "preresq", "params": {}}, "seed": seed, "seconds": 9.0}
+        (folder / "summary.json").write_text(json.dumps(summary))
+        return read_view_run(folder)
+
+    runs = {"mosaic+local": [fake(tmp_path / "a", 42, 0.8, {"flicker": 0.8, "stutter": 0.4}),
+                             fake(tmp_path / "b", 1, 0.6, {"flicker": 0.6, "stutter": None})],
+            "local": [fake(tmp_path / "c", 42, 0.3, {"flicker": 0.3, "stutter": 0.0})]}
+    table = markdown_table(runs)
+    assert "| views | seeds | test SRCC | flicker SRCC | stutter SRCC | valid |" in table
+    assert "| mosaic+local | 2 | 0.700 ± 0.100 | 0.700 ± 0.100 | n/a |" in table  # NaN spreads
+    assert "| local | 42 | 0.300 | 0.300 | 0.000 | 0.500 | 0.100 | no | 9.0 |" in table
+    assert list(VIEWS) == ["mosaic+local", "local", "mosaic", "middle_frame"]
