@@ -79,7 +79,7 @@ def markdown_table(results: Mapping[str, Sequence[dict]]) -> str:
         lines.append(f"| {name} | {len(runs)} | {_mean_sd([r['srcc'] for r in runs])} | "
                      + " | ".join(per_kind) + f" | {_f(float(np.mean([r['valid'] for r in runs])), 2)} |")
     lines += ["", "| views | seed | test SRCC | " + " | ".join(f"{k} SRCC" for k in kinds)
-              + " | greedy SRCC | before SRCC | collapsed | s |", "| --- " * (8 + len(kinds)) + "|"]
+              + " | greedy SRCC | before SRCC | collapsed | s |", "| --- " * (7 + len(kinds)) + "|"]
     for name, runs in results.items():
         for r in runs:
             lines.append(f"| {name} | {r['seed']} | {_f(r['srcc'])} | "

@@ -115,4 +115,6 @@ def test_views_table_per_kind_from_run_folders(tmp_path):
     assert "| views | seeds | test SRCC | flicker SRCC | stutter SRCC | valid |" in table
     assert "| mosaic+local | 2 | 0.700 ± 0.100 | 0.700 ± 0.100 | n/a |" in table  # NaN spreads
     assert "| local | 42 | 0.300 | 0.300 | 0.000 | 0.500 | 0.100 | no | 9.0 |" in table
+    header, rule = table.splitlines()[5:7]  # the per-run table: a rule cell per column
+    assert header.count("|") == rule.count("|")
     assert list(VIEWS) == ["mosaic+local", "local", "mosaic", "middle_frame"]
