@@ -3,6 +3,7 @@
     python scripts/ablate_views.py                                  # 4 view sets x seeds 42 1 2
     python scripts/ablate_views.py --views mosaic+local local --seeds 42 --steps 300
     python scripts/ablate_views.py --out /tmp/views demo.warmup_steps=20   # extra Hydra overrides
+    python scripts/ablate_views.py --report      # only the table of the runs finished so far
 
 Runs go one at a time, seeds in the outer loop (every view set with the first seed comes
 first), each as ``scripts/demo.py +experiment=demo_video`` in a subprocess writing
@@ -40,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 1, 2])
     parser.add_argument("--steps", type=int, default=DEMO_STEPS, help="GRPO steps per run")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "outputs" / "ablation_views")
+    parser.add_argument("--report", action="store_true",
+                        help="run nothing: write the table from the runs finished so far")
     return parser
 
 
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
            "WANDB_MODE": "offline", **os.environ}
     failed = []
-    for seed in ns.seeds:
+    for seed in [] if ns.report else ns.seeds:
         for view in ns.views:
             folder = run_dir(out, view, seed)
             overrides = run_overrides(view, seed, ns.steps, ns.overrides, folder)

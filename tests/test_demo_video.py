@@ -93,6 +93,10 @@ def test_short_views_ablation_writes_table_and_resumes(tmp_path, capsys):
     capsys.readouterr()
     assert ablate_views.main(args) == 0  # finished runs are skipped
     assert capsys.readouterr().out.count("finished earlier, skipped") == 1
+    report = ["--views", "middle_frame", "local", "--seeds", "42", "--out", str(tmp_path), "--report"]
+    assert ablate_views.main(report) == 0
+    assert "| middle_frame | 42 |" in capsys.readouterr().out  # the table, nothing run
+    assert not (tmp_path / "local").exists()
 
 
 def test_views_table_per_kind_from_run_folders(tmp_path):
