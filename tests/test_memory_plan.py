@@ -170,7 +170,7 @@ def test_a_run_that_does_not_fit_stops_before_loading(monkeypatch, tmp_path):
     monkeypatch.setattr("preresq.models.resolve_model_path", no_loading)
     cfg = compose("train", ["+experiment=smoke", "gpu_memory_gib=0.0001", f"output_dir={tmp_path}",
                             f"paths.cache_dir={REPO_ROOT / '.cache' / 'preresq'}"])
-    with pytest.raises(mp.MemoryPlanError, match=r"stage 'main' needs about .* GiB per device, the GPU has 0.0 GiB"):
+    with pytest.raises(mp.MemoryPlanError, match=r"stage 'main' needs about .* GiB per device \+ .* GiB headroom, the GPU has 0.0 GiB"):
         train_module.train(cfg)
     assert not list(tmp_path.iterdir())   # nothing written either
 
@@ -180,3 +180,57 @@ def test_no_check_without_gpu_memory():
     assert mp.gpu_memory_gib(cfg, real_run=True) is None            # use_cpu
     assert mp.gpu_memory_gib(cfg, real_run=False) is None
     assert mp.gpu_memory_gib(compose("train", ["+experiment=smoke", "gpu_memory_gib=80"]), False) == 80
+
+
+def _iqa_6k_on_four(dmos_csv, *extra):  # noqa: F811
+    cfg = _iqa_6k(dmos_csv, "world_size=4", "gpu_memory_gib=80", *extra)
+    return mp.run_memory(cfg, plan_run(cfg, 4), False).estimates
+
+
+def test_colocated_vllm_counts_where_it_holds_memory(dmos_csv):  # noqa: F811
+    """Asleep (sleep mode, the default) outside generation it keeps little; awake it keeps
+    vllm_gpu_memory_utilization of the GPU (0.3 x 80 GiB) in every phase."""
+    plain = _iqa_6k_on_four(dmos_csv)
+    asleep = _iqa_6k_on_four(dmos_csv, "trainer.args.use_vllm=true")
+    awake = _iqa_6k_on_four(dmos_csv, "trainer.args.use_vllm=true", "trainer.args.vllm_enable_sleep_mode=false")
+    for p, s, a in zip(plain, asleep, awake, strict=True):
+        print(f"training phase: no vLLM {p.phases_gib['training']}, asleep {s.phases_gib['training']}, "
+              f"awake {a.phases_gib['training']} GiB")
+        assert 0 < s.phases_gib["training"] - p.phases_gib["training"] <= 3
+        assert a.phases_gib["training"] - p.phases_gib["training"] >= 20
+        assert s.phases_gib["generation"] == a.phases_gib["generation"]   # awake while generating
+        assert s.terms_gib["vllm"] == a.terms_gib["vllm"] == 24.0
+        assert s.terms_gib["vllm_asleep"] == mp.VLLM_ASLEEP_GIB and a.terms_gib["vllm_asleep"] == 24.0
+
+
+def test_a_gpu_just_above_the_estimate_is_refused(dmos_csv, monkeypatch, tmp_path):  # noqa: F811
+    """The estimate counts allocated memory; the GPU also needs the stated headroom."""
+    estimate = max(e.per_device_gib for e in _iqa_6k_on_four(dmos_csv))
+    cfg = _iqa_6k(dmos_csv, "world_size=4", f"gpu_memory_gib={estimate + 0.5}")
+    memory = mp.run_memory(cfg, plan_run(cfg, 4), False)
+    assert memory.add_to({"stages": [{}, {}]})["fits"] is False
+    with pytest.raises(mp.MemoryPlanError, match="GiB headroom"):
+        memory.check()
+    roomy = _iqa_6k(dmos_csv, "world_size=4",
+                    f"gpu_memory_gib={estimate + mp.HEADROOM_GIB + mp.FRAGMENTATION * estimate + 0.01}")
+    mp.run_memory(roomy, plan_run(roomy, 4), False).check()
+    # and a real run stops there, before any weights load
+    monkeypatch.setattr("preresq.models.resolve_model_path",
+                        lambda *a, **k: pytest.fail("weights were resolved before the memory check"))
+    small = compose("train", ["+experiment=smoke", f"output_dir={tmp_path}",
+                              f"paths.cache_dir={REPO_ROOT / '.cache' / 'preresq'}"])
+    tiny = max(e.per_device_gib for e in mp.run_memory(small, plan_run(small, 1), False).estimates)
+    small.gpu_memory_gib = tiny + 0.5
+    with pytest.raises(mp.MemoryPlanError, match="headroom"):
+        importlib.import_module("preresq.training.train").train(small)
+
+
+def test_validation_has_its_own_phase(dmos_csv):  # noqa: F811
+    without = _iqa_6k_on_four(dmos_csv)
+    with_validation = _iqa_6k_on_four(dmos_csv, "validation.enabled=true", "validation.batch_size=16")
+    bigger = _iqa_6k_on_four(dmos_csv, "validation.enabled=true", "validation.batch_size=32")
+    for a, b, c in zip(without, with_validation, bigger, strict=True):
+        assert "validation" not in a.phases_gib
+        assert b.phases_gib["validation"] < c.phases_gib["validation"]
+        assert b.terms_gib["validation_gathered_weights"] > 10     # 7B gathered under ZeRO-3
+        assert {k: v for k, v in b.phases_gib.items() if k != "validation"} == a.phases_gib

@@ -56,9 +56,23 @@ Then the largest of three phases:
 - optimizer step (DeepSpeed): the fp32 copy of the gradient partition, ``4 T / N`` (at most
   DeepSpeed's ``sub_group_size`` of 1e9 parameters under ZeRO-3).
 
-Colocated vLLM (``trainer.args.use_vllm`` with ``vllm_mode: colocate``) adds
-``vllm_gpu_memory_utilization`` of the GPU to every phase (known only with
-``gpu_memory_gib``), and replaces the HF generation terms.
+Colocated vLLM (``trainer.args.use_vllm`` with ``vllm_mode: colocate``; known only with
+``gpu_memory_gib``) holds ``vllm_gpu_memory_utilization`` of the GPU while it generates: the
+generation phase counts that instead of the HF generation terms. With sleep mode (the
+default when colocated) TRL puts the engine to sleep after every rollout (level 2: weights
+and KV cache released), so the other phases count only what a sleeping engine keeps
+(``VLLM_ASLEEP_GIB``: CUDA graphs and buffers outside vLLM's sleep pool; a guess until the
+GPU check measures it); without sleep mode the engine's share stays in every phase.
+
+Validation (``validation.enabled``) adds a fourth phase: under ZeRO-3 the whole policy is
+gathered (``w P``) while ``validation.batch_size`` items of up to ``model.max_pixels`` each
+(capped by the validation card's ``max_image_pixels``) are decoded greedily for ``validation.max_new_tokens`` (its KV cache and prefill as above).
+
+Headroom: the estimate is calibrated on ``torch.cuda.max_memory_allocated``; the GPU also
+holds what the caching allocator does not count: the CUDA context and kernels (~0.5 GiB),
+NCCL's buffers (some hundred MiB per communicator) and the allocator's fragmentation
+(reserved above allocated, some percent). A stage fits when the estimate plus
+``HEADROOM_GIB`` + ``FRAGMENTATION`` x estimate is at most the GPU's memory.
 
 How well it matches (``tests/test_memory_plan.py::test_calibration_against_the_measured_peaks``)
 -----------------------------------------------------------------------------------------------
@@ -93,6 +107,9 @@ DS_SUB_GROUP = 10**9      # DeepSpeed's default zero_optimization.sub_group_size
 PROMPT_CHARS_PER_TOKEN = 4
 CHAT_TEMPLATE_TOKENS = 32
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+VLLM_ASLEEP_GIB = 1.0     # what a sleeping colocated engine keeps (unmeasured: the GPU check measures it)
+HEADROOM_GIB = 1.5        # CUDA context and kernels + NCCL buffers, outside the allocator's count
+FRAGMENTATION = 0.05      # reserved above allocated, as a share of the estimate
 ZERO_STAGES = ("none", "zero1", "zero2", "zero3", "zero3_offload")
 
 
@@ -244,7 +261,11 @@ class MemoryInputs:
     freeze_vision: bool = False
     lora_parameters: int = 0       # > 0: LoRA (base frozen)
     beta: float = 0.0
-    vllm_gib: float = 0.0          # colocated vLLM's share (0: HF generation)
+    vllm_gib: float = 0.0          # colocated vLLM's share while it generates (0: HF generation)
+    vllm_sleeps: bool = True       # asleep (VLLM_ASLEEP_GIB) outside generation
+    validation_batch: int = 0      # > 0: a validation phase (items decoded at once)
+    validation_visual_tokens: int = 0
+    validation_new_tokens: int = 0
 
     def __post_init__(self) -> None:
         if self.zero not in ZERO_STAGES:
@@ -264,8 +285,17 @@ class MemoryEstimate:
     def per_device_gib(self) -> float:
         return max(self.phases_gib.values())
 
+    @property
+    def headroom_gib(self) -> float:
+        """What the GPU must have beyond the estimate (see the module docstring)."""
+        return HEADROOM_GIB + FRAGMENTATION * self.per_device_gib
+
+    def fits(self, gpu_gib: float) -> bool:
+        return self.per_device_gib + self.headroom_gib <= gpu_gib
+
     def to_json(self) -> dict:
-        return {"memory_per_device_gib": round(self.per_device_gib, 2), **asdict(self)}
+        return {"memory_per_device_gib": round(self.per_device_gib, 2),
+                "headroom_gib": round(self.headroom_gib, 2), **asdict(self)}
 
 
 def layer_bytes(width: int, kv: int, mlp: int, with_gradients: bool) -> int:
@@ -304,16 +334,23 @@ def estimate(x: MemoryInputs) -> MemoryEstimate:
     reference = 0.0
     if x.beta > 0 and not lora:
         reference = 0.0 if offload else w * base / (n if zero3 else 1)
-    held = sum(states.values()) + reference + x.vllm_gib * GIB
+    vllm_awake = x.vllm_gib * GIB
+    vllm_resident = min(VLLM_ASLEEP_GIB * GIB, vllm_awake) if x.vllm_sleeps else vllm_awake
+    held = sum(states.values()) + reference + vllm_resident
 
     S = x.visual_tokens + x.prompt_tokens + x.completion_tokens
     H, F, kv, L = m.hidden, m.intermediate, m.kv, m.layers
+    whole = w * base if zero3 else 0.0   # ZeRO-3 gathers the whole policy to generate
+
+    def decoding(items: int, seq: int, new: int) -> tuple[float, float]:
+        """KV cache and prefill transient of ``items`` sequences of ``seq`` tokens."""
+        return items * seq * L * 2 * kv * w, items * (seq - new) * 3 * F * w
+
     if x.vllm_gib:
         gathered = kv_cache = prefill = 0.0
     else:
-        gathered = w * base if zero3 else 0.0
-        kv_cache = x.generation_batch * S * L * 2 * kv * w
-        prefill = x.generation_batch * (S - x.completion_tokens) * 3 * F * w
+        gathered = whole
+        kv_cache, prefill = decoding(x.generation_batch, S, x.completion_tokens)
     tokens = x.micro_batch * S
     vision_trains = not lora and not x.freeze_vision
     patches = x.micro_batch * x.visual_tokens * m.merge**2 if vision_trains else 0
@@ -331,17 +368,24 @@ def estimate(x: MemoryInputs) -> MemoryEstimate:
     working = w * m.vocab * H if zero3 else 0.0
     fp32_grads = 4 * min(trainable / n, DS_SUB_GROUP if zero3 else trainable) if deepspeed and not offload else 0.0
 
-    terms = {**states, "reference": reference, "vllm": x.vllm_gib * GIB,
+    terms = {**states, "reference": reference, "vllm": vllm_awake, "vllm_asleep": vllm_resident,
              "generation_gathered_weights": gathered, "kv_cache": kv_cache, "prefill": prefill,
              "checkpointed_activations" if x.gradient_checkpointing else "activations": saved,
              "layer_recompute" if x.gradient_checkpointing else "last_layer_gradients": layer,
              "lora_inputs": lora_inputs, "zero3_gathered_module": working,
              "step_fp32_gradients": fp32_grads}
-    phases = {"generation": held + gathered + kv_cache + prefill,
+    phases = {"generation": held - vllm_resident + vllm_awake + gathered + kv_cache + prefill,
               "training": held + saved + layer + lora_inputs + working,
               "optimizer_step": held + fp32_grads}
+    if x.validation_batch:
+        val_seq = x.validation_visual_tokens + x.prompt_tokens + x.validation_new_tokens
+        val_kv, val_prefill = decoding(x.validation_batch, val_seq, x.validation_new_tokens)
+        terms.update(validation_gathered_weights=whole, validation_kv_cache=val_kv,
+                     validation_prefill=val_prefill)
+        phases["validation"] = held + whole + val_kv + val_prefill
     result = MemoryEstimate(parameters=base + (trainable if lora else 0), trainable_parameters=trainable)
-    result.terms_gib = {k: round(v / GIB, 3) for k, v in terms.items() if v or k != "vllm"}
+    result.terms_gib = {k: round(v / GIB, 3) for k, v in terms.items()
+                        if v or k not in ("vllm", "vllm_asleep")}
     result.phases_gib = {k: round(v / GIB, 3) for k, v in phases.items()}
     return result
 
@@ -378,9 +422,9 @@ def _plain(node) -> dict:
 
 def zero_setup(cfg) -> str:
     """One of ``ZERO_STAGES``, read from the DeepSpeed config file (``none``: no DeepSpeed)."""
-    from preresq.training.train import _deepspeed_path
+    from preresq.training.deepspeed_config import deepspeed_config_path
 
-    path = _deepspeed_path(cfg)
+    path = deepspeed_config_path(cfg)
     if path is None:
         return "none"
     zero = json.loads(Path(path).read_text()).get("zero_optimization", {})
@@ -420,6 +464,27 @@ def item_visual_tokens(cfg) -> int:
     return visual_tokens(modality, pixels, 1, video)
 
 
+def validation_visual_tokens(cfg) -> int:
+    """Visual tokens of one validation item: ``model.max_pixels``, capped by the largest image
+    of the validation set when its card states it (``validation.benchmark``, or the data's
+    own card for its val split)."""
+    from preresq.training.vllm import visual_tokens
+
+    pixels = int(cfg.model.max_pixels)
+    name = cfg.validation.get("benchmark")
+    if name:
+        from preresq.data.benchmarks import load_card
+
+        card = load_card(str(name), paths=cfg.paths)
+        modality, largest = card.modality, card.max_image_pixels
+    else:
+        modality, largest = str(cfg.data.modality), cfg.data.get("max_image_pixels")
+    if modality == "image" and largest:
+        pixels = min(pixels, int(largest))
+    video = _plain(cfg.video) if modality == "video" and cfg.get("video") else None
+    return visual_tokens(modality, pixels, 1, video)
+
+
 def stage_inputs(cfg, plan, gpu_gib: float | None = None) -> MemoryInputs:
     """``MemoryInputs`` of one stage's config and schedule (``schedule.StagePlan``)."""
     sizes, _ = model_sizes(cfg.model)
@@ -433,8 +498,13 @@ def stage_inputs(cfg, plan, gpu_gib: float | None = None) -> MemoryInputs:
     if dtype not in DTYPE_BYTES:
         raise MemoryPlanError(f"model.dtype={dtype!r}: the memory plan knows {sorted(DTYPE_BYTES)}")
     vllm_gib = 0.0
-    if args.get("use_vllm") and args.get("vllm_mode", "colocate") == "colocate" and gpu_gib:
+    colocate = bool(args.get("use_vllm")) and args.get("vllm_mode", "colocate") == "colocate"
+    if colocate and gpu_gib:
         vllm_gib = float(args.get("vllm_gpu_memory_utilization") or 0.0) * gpu_gib
+    sleeps = args.get("vllm_enable_sleep_mode")   # null: on when colocated (train.grpo_args)
+    validation = cfg.get("validation") or {}
+    val_batch = int(validation.get("batch_size") or 16) if validation.get("enabled") else 0
+    val_new = validation.get("max_new_tokens")
     return MemoryInputs(
         sizes=sizes, world_size=plan.world_size, zero=zero_setup(cfg), weight_bytes=DTYPE_BYTES[dtype],
         micro_batch=plan.per_device_train_batch_size, generation_batch=plan.completions_per_device,
@@ -442,7 +512,10 @@ def stage_inputs(cfg, plan, gpu_gib: float | None = None) -> MemoryInputs:
         completion_tokens=int(args.max_completion_length),
         gradient_checkpointing=bool(cfg.model.get("gradient_checkpointing")),
         freeze_vision=bool(cfg.model.get("freeze_vision")), lora_parameters=adapters,
-        beta=float(args.get("beta") or 0.0), vllm_gib=vllm_gib)
+        beta=float(args.get("beta") or 0.0), vllm_gib=vllm_gib,
+        vllm_sleeps=colocate if sleeps is None else bool(sleeps), validation_batch=val_batch,
+        validation_visual_tokens=validation_visual_tokens(cfg) if val_batch else 0,
+        validation_new_tokens=int(args.max_completion_length if val_new is None else val_new))
 
 
 def plan_memory(stage_cfgs, plans, gpu_gib: float | None = None) -> list[MemoryEstimate]:
@@ -472,7 +545,7 @@ def memory_lines(names: list[str], estimates: list[MemoryEstimate], gpu_gib: flo
     for name, e in zip(names, estimates, strict=True):
         phases = ", ".join(f"{k} {_gib(v)}" for k, v in e.phases_gib.items())
         top = sorted(e.terms_gib.items(), key=lambda kv: -kv[1])[:4]
-        lines.append(f"  {name}: {_gib(e.per_device_gib)} GiB ({phases}; largest: "
+        lines.append(f"  {name}: {_gib(e.per_device_gib)} GiB + {_gib(e.headroom_gib)} headroom ({phases}; largest: "
                      + ", ".join(f"{k} {_gib(v)}" for k, v in top)
                      + f"; {_count(e.trainable_parameters)} of {_count(e.parameters)} parameters trained)")
     return lines
@@ -490,11 +563,11 @@ def check_fits(names: list[str], estimates: list[MemoryEstimate], gpu_gib: float
     """Raise ``MemoryPlanError`` naming the stages that do not fit and the ways out."""
     if gpu_gib is None:
         return
-    over = [(n, e) for n, e in zip(names, estimates, strict=True) if e.per_device_gib > gpu_gib]
+    over = [(n, e) for n, e in zip(names, estimates, strict=True) if not e.fits(gpu_gib)]
     if not over:
         return
-    what = "; ".join(f"stage {n!r} needs about {_gib(e.per_device_gib)} GiB per device"
-                     for n, e in over)
+    what = "; ".join(f"stage {n!r} needs about {_gib(e.per_device_gib)} GiB per device "
+                     f"+ {_gib(e.headroom_gib)} GiB headroom" for n, e in over)
     raise MemoryPlanError(
         f"the memory plan does not fit: {what}, the GPU has {gpu_gib:.1f} GiB "
         f"(gpu_memory_gib; null reads the CUDA device). Ways out: more GPUs "
@@ -512,7 +585,7 @@ def add_to_summary(summary: dict, estimates: list[MemoryEstimate], gpu_gib: floa
     for stage, e in zip(summary["stages"], estimates, strict=True):
         stage.update(e.to_json())
     summary["gpu_memory_gib"] = None if gpu_gib is None else round(gpu_gib, 2)
-    summary["fits"] = None if gpu_gib is None else all(e.per_device_gib <= gpu_gib for e in estimates)
+    summary["fits"] = None if gpu_gib is None else all(e.fits(gpu_gib) for e in estimates)
     return summary
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from preresq.paths import CONFIG_DIR
 from preresq.training import vllm
+from preresq.training.deepspeed_config import deepspeed_config_path
 from preresq.training.memory_plan import run_memory
 from preresq.training.process_group import join_deepspeed, setup_one_process
 from preresq.training.schedule import (
@@ -57,16 +57,6 @@ def check_vllm(cfg: DictConfig) -> None:
     vllm.check_vllm(bool(cfg.trainer.args.get("use_vllm")))
 
 
-def _deepspeed_path(cfg: DictConfig) -> str | None:
-    ds = cfg.trainer.get("deepspeed")
-    if not ds:
-        return None
-    path = Path(ds) if str(ds).endswith(".json") else CONFIG_DIR / "deepspeed" / f"{ds}.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"trainer.deepspeed={ds!r}: no such DeepSpeed config {path}")
-    return str(path)
-
-
 def vllm_model_length(cfg: DictConfig, processor, modality: str, images: int = 1) -> int:
     """The longest rollout sequence: visual tokens of the pixel budget + prompt + completion.
 
@@ -96,7 +86,7 @@ def grpo_args(cfg: DictConfig, output_dir: Path, reward_weights: list[float], st
     from trl import GRPOConfig
 
     args = _container(cfg.trainer.args)
-    ds = _deepspeed_path(cfg)
+    ds = deepspeed_config_path(cfg)
     if ds:
         args["deepspeed"] = ds
     if plan is not None:
@@ -241,9 +231,16 @@ def _process_state(cfg: DictConfig):
 
 
 def _cuda_devices(cfg: DictConfig) -> int:
+    """CUDA GPUs visible (NVML's count: CUDA is not initialised by asking)."""
     import torch
 
     return 0 if cfg.trainer.args.get("use_cpu") else torch.cuda.device_count()
+
+
+def _cuda_initialized() -> bool:
+    import torch
+
+    return torch.cuda.is_initialized()
 
 
 def _world_size(cfg: DictConfig) -> int:
@@ -278,7 +275,7 @@ def train(cfg: DictConfig) -> Path | None:
     ``world_size`` processes, nothing is loaded, and None is returned.
     """
     from preresq.models import resolve_model_path
-    from preresq.training.memory import deepspeed_module_stack, release_trainer
+    from preresq.training.memory import collect, deepspeed_module_stack, release_trainer
     from preresq.training.memory_report import MemoryReport
     from preresq.training.run_info import write_run_info
     from preresq.training.wandb_runs import stage_run
@@ -296,8 +293,8 @@ def train(cfg: DictConfig) -> Path | None:
     _reference(cfg)
     _configure_logging_env(cfg)
     stages = stage_configs(cfg)
-    deepspeed = any(_deepspeed_path(scfg) for _, scfg in stages)
-    setup_one_process(deepspeed, _cuda_devices(cfg))
+    deepspeed = any(deepspeed_config_path(scfg) for _, scfg in stages)
+    setup_one_process(deepspeed, _cuda_devices(cfg), cuda_initialized=_cuda_initialized())
     state = _process_state(cfg)
     if deepspeed:
         join_deepspeed()
@@ -357,6 +354,7 @@ def train(cfg: DictConfig) -> Path | None:
         init_path = str(final)
         release_trainer(trainer)
         del trainer
+        collect()  # after the last reference is gone: nothing of this stage may reach the next
     log.info("training finished: %s", init_path)
     return Path(init_path)
 
