@@ -133,12 +133,14 @@ def _stand_in_vllm(monkeypatch, seen):
     import trl.generation.vllm_generation as trl_vllm
 
     allocator = {"error": None}
+    seen["default_group"] = True
 
     def finalize(state):
         if state["asleep"]:
             allocator["error"] = "cuMemUnmap of memory that sleep released"
         if not state["shut_down"]:
             seen.setdefault("leaked", []).append(state["number"])
+        seen["default_group"] = False   # destroy_distributed_environment
 
     class Executor:
         def __init__(self, state):
@@ -151,6 +153,8 @@ def _stand_in_vllm(monkeypatch, seen):
         def __init__(self, **kwargs):
             if allocator["error"]:
                 raise RuntimeError(f"CUDA driver error (sticky): {allocator['error']}")
+            if not seen["default_group"]:
+                raise RuntimeError("external_launcher: torch.distributed is not initialized")
             seen.setdefault("engines", []).append(kwargs)
             self.state = {"asleep": False, "shut_down": False, "number": len(seen["engines"])}
             self.llm_engine = types.SimpleNamespace(model_executor=Executor(self.state))
@@ -187,16 +191,19 @@ class _Trainer(types.SimpleNamespace):
 def test_the_colocated_vllm_engine_sleeps_and_is_torn_down_with_its_stage(tmp_path, monkeypatch):
     """TRL 1.16 builds the engine at trainer.vllm_generation.llm with our sleep setting and
     leaves it asleep after every rollout; the stage's release wakes it, shuts it down through
-    vLLM's API, drops it and destroys vLLM's model-parallel groups and TRL's tensor-parallel
-    subgroup: stage 2's engine then starts clean."""
+    vLLM's API (kept, not collected: that would end torch's default group), and destroys
+    vLLM's model-parallel groups and TRL's tensor-parallel subgroup: stage 2's engine then
+    starts clean, on the same process group."""
     import torch
 
+    from preresq.training import memory
     from preresq.training.memory import collect, release_trainer
 
     seen = {}
     generation_class = _stand_in_vllm(monkeypatch, seen)
     destroyed_groups = []
     monkeypatch.setattr(torch.distributed, "destroy_process_group", destroyed_groups.append)
+    monkeypatch.setattr(memory, "SHUT_DOWN_VLLM_ENGINES", [])
     args = _grpo_args(tmp_path, "trainer.args.use_vllm=true")
     accelerator = _Accelerator()
 
@@ -215,8 +222,10 @@ def test_the_colocated_vllm_engine_sleeps_and_is_torn_down_with_its_stage(tmp_pa
     release_trainer(trainer)
     del trainer
     collect()
-    assert engine() is None, "the stage's vLLM engine is still alive"
+    assert memory.SHUT_DOWN_VLLM_ENGINES == [engine()]   # kept until the process ends
+    assert engine().state == {"asleep": False, "shut_down": True, "number": 1}   # woken, then shut down
     assert seen["destroyed"] == [True] and destroyed_groups == [tp_group]
-    assert "leaked" not in seen, "an engine was dropped without vLLM's shutdown"
-    stage()   # stage 2: a new engine on the same allocator
-    assert len(seen["engines"]) == 2
+    second = stage()   # stage 2: a new engine on the same allocator and process group
+    assert len(seen["engines"]) == 2 and "leaked" not in seen and seen["default_group"]
+    assert second.vllm_generation.llm is seen["llm"]()
+

@@ -22,10 +22,12 @@ Reachable from outside the trainer were:
   36651: CUDA driver errors, sticky for the next engine on the same allocator), and dropping
   an in-process ``LLM`` does not free its memory anyway (vLLM issue 21073). So the engine is
   woken (``LLM.wake_up``) and its executor shut down (``llm_engine.model_executor.shutdown``:
-  the workers release the model, KV cache and memory pools) before it is dropped. Not
-  ``EngineCore.shutdown``: its ``cleanup_dist_env_and_memory`` destroys torch's default
-  process group, the one training runs on. Then vLLM's model-parallel groups and TRL's
-  tensor-parallel subgroup (``vllm_generation.tp_group``) are destroyed.
+  the workers drop the model and the KV cache and release vLLM's memory pools). The shut
+  engine is then kept, not dropped, until the process ends: in vLLM 0.31 collecting an
+  in-process engine runs ``EngineCore.shutdown`` (the ``InprocClient`` finalizer), whose
+  ``cleanup_dist_env_and_memory`` destroys torch's default process group, the one training
+  runs on (``LLM`` has no shutdown of its own that spares it). Then TRL's tensor-parallel
+  subgroup (``vllm_generation.tp_group``) and vLLM's model-parallel groups are destroyed.
 - TRL's last generation batch (``trainer._buffered_inputs``, with the pixel values of every
   completion).
 - transformers' global DeepSpeed config (the next stage's ``GRPOConfig`` sets its own).
@@ -51,6 +53,8 @@ log = logging.getLogger("preresq.train")
 _HEAVY = ("model", "model_wrapped", "ref_model", "optimizer", "lr_scheduler", "deepspeed",
           "vllm_generation", "train_dataset", "eval_dataset", "_buffered_inputs")
 STACK_MODULE = "deepspeed.runtime.zero.parameter_offload"
+# Shut-down vLLM engines, kept until the process ends (see the module docstring).
+SHUT_DOWN_VLLM_ENGINES: list = []
 STACK_NAME = "FWD_MODULE_STACK"
 
 
@@ -81,7 +85,7 @@ def _is_engine(model) -> bool:
 
 
 def release_vllm(trainer) -> None:
-    """Wake, shut down and drop the colocated vLLM engine; destroy its process groups."""
+    """Wake and shut down the colocated vLLM engine, keep its shell, destroy its groups."""
     generation = getattr(trainer, "vllm_generation", None)
     llm = getattr(generation, "llm", None)
     if llm is None:
@@ -89,8 +93,8 @@ def release_vllm(trainer) -> None:
     if getattr(generation, "enable_sleep_mode", False):
         llm.wake_up()   # every tag; vLLM only warns when it is awake already
     llm.llm_engine.model_executor.shutdown()
+    SHUT_DOWN_VLLM_ENGINES.append(llm)
     generation.llm = None
-    del llm
     tp_group = getattr(generation, "tp_group", None)
     if tp_group is not None:   # TRL's subgroup for tensor_parallel_size > 1
         import torch.distributed
