@@ -11,7 +11,8 @@
 #      stage 2 vs stage 1 memory (allocated, reserved, mem_get_info) against the plan, step times;
 #   4. one summary screen from OUT/gpu_eval.json and OUT/gpu_train.json.
 # Each check writes its JSON after every variant: a kill (or an out-of-memory death) keeps
-# what finished; a check that fails or is killed does not stop the next one.
+# what finished; a check that fails or is killed does not stop the next one (the exit status
+# is then 1, after the summary).
 #
 # Usage: bash scripts/gpu_checks.sh OUT [--device cpu --tiny]
 #   --device cpu --tiny: the same script on a CPU with the tiny model (tests/test_gpu_checks.py).
@@ -56,7 +57,8 @@ eval_s=$(( ${EVAL_SHARE_S:-200} < budget - (SECONDS - start) - 60 ? ${EVAL_SHARE
 # shellcheck disable=SC2086
 timeout "$((eval_s + 20))" "$py" scripts/gpu_eval_check.py --device "$device" "${tiny[@]}" \
     --out "$out/gpu_eval.json" --deadline-s "$eval_s" ${EVAL_ARGS:-} > "$out/gpu_eval.log" 2>&1
-echo "gpu_eval_check exit $? after $((SECONDS - start)) s (log: $out/gpu_eval.log)"
+eval_status=$?
+echo "gpu_eval_check exit $eval_status after $((SECONDS - start)) s (log: $out/gpu_eval.log)"
 
 # 3. training: what is left of the budget (20 s kept for the summary); a variant starts only
 # when its expected time fits, and timeout stops the check there in any case
@@ -72,3 +74,5 @@ echo "gpu_train_check exit $status after $((SECONDS - start)) s (log: $out/gpu_t
 echo "==== summary ($((SECONDS - start)) s) ===="
 cat "$out/versions.txt" 2>/dev/null
 "$py" scripts/gpu_train_check.py --summary "$out"
+# non-zero when either check failed or was killed (what finished is in the JSON all the same)
+[ "$eval_status" -eq 0 ] && [ "$status" -eq 0 ]

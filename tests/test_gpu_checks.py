@@ -96,7 +96,7 @@ def test_gpu_checks_sh_on_cpu_keeps_what_finished_when_the_training_check_is_kil
     LoRA variant has finished; the record keeps the finished variants, the variant then running shows ``running``, and the summary screen is printed."""
     out = tmp_path / "out"
     env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1",
-           "EVAL_ARGS": "--paths dynamic --kadid 2 --spaq 1 --new-tokens 2",
+           "EVAL_ARGS": "--paths dynamic",
            "TRAIN_ARGS": "--variants small_validation small_lora small_full"}
     proc = subprocess.Popen(["bash", str(REPO_ROOT / "scripts" / "gpu_checks.sh"), str(out),
                              "--device", "cpu", "--tiny"], env=env, stdout=subprocess.PIPE,
@@ -116,7 +116,7 @@ def test_gpu_checks_sh_on_cpu_keeps_what_finished_when_the_training_check_is_kil
     printed = proc.communicate(timeout=120)[0]
     print(printed[-3000:])
     assert killed is not None, printed
-    assert proc.returncode == 0, printed
+    assert proc.returncode == 1, printed   # a check was killed: said after the summary
     data = json.loads(record.read_text())
     validation = data["variants"]["small_validation"]
     assert validation["status"] == "ok" and validation["validation_rows"] == {"exploration": 2, "stability": 2}
