@@ -148,7 +148,7 @@ def evaluate(cfg: DictConfig, predictor: Predictor | None = None) -> dict | None
             return None
         return write_report(out, benchmarks, identity,
                             title=f"{suite_tag(names)}: {model_tag(cfg.model)}",
-                            model_path=model_path)
+                            model_path=model_path, plots=bool(cfg.get("plots", True)))
     finally:
         procs.close()
 
