@@ -576,8 +576,8 @@ def check_fits(names: list[str], estimates: list[MemoryEstimate], gpu_gib: float
         f"(+experiment=iqa_6k_lora), the 3B policy (model=qwen2_5_vl_3b), or ZeRO-3 with CPU "
         f"offload (trainer.deepspeed=zero3_offload: model states in host memory, slower); "
         f"a smaller trainer.max_completions_per_device shrinks the activations. The plan is an "
-        f"estimate (preresq/training/memory_plan.py says how close): to try anyway, set "
-        f"gpu_memory_gib above it.")
+        f"estimate (preresq/training/memory_plan.py says how close, and why the headroom): to "
+        f"try anyway, set gpu_memory_gib above the estimate plus the headroom.")
 
 
 def add_to_summary(summary: dict, estimates: list[MemoryEstimate], gpu_gib: float | None) -> dict:
