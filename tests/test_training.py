@@ -81,6 +81,10 @@ def test_smoke_trains_checkpoints_and_resumes(tmp_path, warm_model):
     info = json.loads((run / "run_info.json").read_text())
     assert "commit" in info["git"]
     assert (stage / "checkpoint-1").is_dir() and (stage / "checkpoint-2").is_dir()
+    from huggingface_hub import ModelCard  # final/ gets the project's card, without results
+
+    card = ModelCard.load(final / "README.md")
+    assert card.data.library_name == "transformers" and "| stages | main |" in card.text
     logged = [json.loads(line) for line in (stage / "metrics.jsonl").read_text().splitlines()]
     assert any("rewards/q_insight/invalid_rate" in m for m in logged)
     assert any(m.get("frac_reward_zero_std", 1.0) < 1.0 for m in logged), "no reward spread"

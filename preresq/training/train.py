@@ -274,6 +274,7 @@ def train(cfg: DictConfig) -> Path | None:
     ``plan_only=true`` the schedule is printed (last line: one JSON object) for
     ``world_size`` processes, nothing is loaded, and None is returned.
     """
+    from preresq.model_card import write_training_card
     from preresq.models import resolve_model_path
     from preresq.training.memory import collect, deepspeed_module_stack, release_trainer
     from preresq.training.memory_report import MemoryReport
@@ -349,6 +350,7 @@ def train(cfg: DictConfig) -> Path | None:
         if state.is_main_process:
             trainer.processing_class.save_pretrained(str(final))
             write_run_info(final, scfg, {"stage": name, "init": init_path, "global_step": step})
+            write_training_card(final)  # README.md: the Hub's metadata, training, prompt
             (sdir / DONE_MARKER).write_text(f"{step}\n")
         state.wait_for_everyone()
         init_path = str(final)
