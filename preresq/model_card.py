@@ -350,7 +350,12 @@ def write_card(checkpoint: str | os.PathLike, runs: Sequence[str | os.PathLike] 
     if path.is_file() and not force and not ours(path):
         raise CardExistsError(f"{path} is {_describe(path)}; it is left as it is. Pass --force "
                               f"(force=True) to replace it.")
-    fingerprint = weights_fingerprint(checkpoint) if runs else None
+    fingerprint = None
+    if runs:  # the digests evaluation cached (paths.cache_dir): a 7B checkpoint is not hashed twice
+        from preresq.config import compose
+
+        cache = Path(compose("eval").paths.cache_dir) / "fingerprints.json"
+        fingerprint = weights_fingerprint(checkpoint, cache)
     # Named by the folder's name alone: a card is published, local paths stay here.
     loaded = [(Path(run).name, read_results(run, checkpoint, fingerprint)) for run in runs]
     card = build_card(checkpoint, loaded, **options)
