@@ -102,6 +102,10 @@ def test_videos_in_memory_are_shown_as_a_file_with_those_frames_is(tmp_path):
         as_sources(torch.rand(3, 8, 8).unsqueeze(0).unsqueeze(0).unsqueeze(0), "video")
     with pytest.raises(ValueError, match="at least one frame"):
         frame_views([])
+    with pytest.raises(ValueError, match=r"inputs\[1\]: expected a video"):
+        as_sources(["clip.mp4", Image.new("RGB", (8, 8))], "video")
+    (still,), _ = as_sources(Image.new("RGB", (8, 8)), "video")  # one picture: a one-frame video
+    assert isinstance(still, Frames) and len(still.images) == 1
 
 
 def test_the_scorer_takes_tensors_as_the_pil_images_they_stand_for():

@@ -135,11 +135,14 @@ def _frames(x, what: str) -> Frames:
     """One video given in memory: a 4-D tensor or array, or a sequence of frames."""
     if _is_tensor(x) or isinstance(x, np.ndarray):
         frames = [Image.fromarray(a) for a in _pixels(x, what, (4,), video=True)]
-    else:
+    elif isinstance(x, (list, tuple)):
         frames = [_image(f, f"{what}[{i}]") for i, f in enumerate(x)]
         if any(isinstance(f, (str, Path)) for f in frames):
             raise ValueError(f"{what}: a video's frames are pictures in memory, not paths")
         frames = [f.convert("RGB") for f in frames]
+    else:
+        raise ValueError(f"{what}: expected a video (a path, a (T, 3, H, W) tensor, a (T, H, W, 3) "
+                         f"array or a list of frames), got {_describe(x)}")
     if not frames:
         raise ValueError(f"{what}: a video needs at least one frame, got none")
     sizes = {f.size for f in frames}
@@ -175,8 +178,10 @@ def as_sources(inputs, modality: str | None = None) -> tuple[list, bool]:
     if modality is not None and modality not in MODALITIES:
         raise ValueError(f"modality must be one of {MODALITIES} or None, got {modality!r}")
     video = modality == "video"
-    if isinstance(inputs, (str, Path, Image.Image)):
+    if isinstance(inputs, (str, Path)):
         return [inputs], True
+    if isinstance(inputs, Image.Image):
+        return ([_frames([inputs], "video")] if video else [inputs]), True
     if in_memory(inputs):
         if video:
             if inputs.ndim == 4:
