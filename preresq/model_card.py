@@ -256,6 +256,16 @@ def _prompt_section(prompt: Mapping, where: str) -> list[str]:
     return lines
 
 
+def _hub_id(name: str | None) -> str | None:
+    """``name`` when it is a hub id (``owner/name``, not a local folder), else None."""
+    return name if name and _HUB_ID.match(name) and not Path(name).exists() else None
+
+
+def _public(name: str | None) -> str:
+    """A hub id as it is; a local folder by its name only (a card is published)."""
+    return "-" if not name else _hub_id(name) or f"a local folder, `{Path(name).name}`"
+
+
 def _training_section(t: Training | None) -> list[str]:
     if t is None:
         return ["## Training", "", "No `run_info.json` beside these weights: not trained by "
@@ -265,9 +275,9 @@ def _training_section(t: Training | None) -> list[str]:
             ("stages", " -> ".join(t.stages) or "-"), ("this stage", t.stage or "-"),
             ("optimizer steps (this stage)", t.steps if t.steps is not None else "-"),
             ("reward preset", f"`{t.reward.get('preset')}`" + (f" ({params})" if params else "")),
-            ("training data", t.data or "-"), ("initial weights", t.base_model or "-")]
-    return ["## Training", "", "GRPO with the PreResQ reward (preference and response "
-            "branches), from `run_info.json` and `config.yaml`:", "",
+            ("training data", t.data or "-"), ("initial weights", _public(t.base_model))]
+    return ["## Training", "", "GRPO with PreResQ's trainer and reward, as `run_info.json` "
+            "and `config.yaml` record it:", "",
             "| | |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in rows], ""]
 
 
@@ -285,8 +295,7 @@ def build_card(checkpoint: str | os.PathLike, runs: Sequence[tuple[str, Mapping]
 
     checkpoint = Path(checkpoint)
     training = training_of(checkpoint)
-    base = training.base_model if training and training.base_model and \
-        _HUB_ID.match(training.base_model) and not Path(training.base_model).exists() else None
+    base = _hub_id(training.base_model) if training else None
     name = name or (f"{training.run_name}-{training.stage}" if training and training.run_name
                     and training.stage else checkpoint.resolve().name)
     # The prompt it was trained with, else the one its evaluation asked with.
