@@ -202,3 +202,39 @@ def test_ranks_agree_on_a_signal_only_one_of_them_got(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr[-3000:]
     for rank in (0, 1):
         assert f"rank {rank} agrees on {int(signal.SIGUSR1)} None" in out.stdout
+
+
+def _eval_argv(out, tmp_path):
+    return ["suite=iqa_demo", "model=tiny", f"output_dir={out}", "batch_size=1", "max_new_tokens=8",
+            "bootstrap_samples=50", "progress=false", f"hydra.run.dir={tmp_path / 'hydra'}",
+            f"paths.cache_dir={REPO_ROOT / '.cache' / 'preresq'}"]
+
+
+def test_evaluation_killed_mid_run_is_completed_by_a_rerun(tmp_path, monkeypatch):
+    """scripts/eval.py SIGKILLed after 10 predictions; run again, it predicts the rest only and
+    its files are those of a run never killed (the cut last line, if any, is predicted again)."""
+    import runpy
+
+    killed = tmp_path / "killed"
+    predictions = killed / "predictions" / "iqa_demo.jsonl"
+    partial = killed / "predictions" / "partial" / "iqa_demo.rank0.jsonl"  # appended row by row
+    proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "scripts" / "eval.py"),
+                             *_eval_argv(killed, tmp_path)], env=_env(), cwd=REPO_ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while (len(partial.read_text().splitlines()) if partial.exists() else 0) < 10:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    done = len(partial.read_text().splitlines())
+    assert done < 45 and not predictions.exists(), "the run finished before the kill: the check is void"
+
+    monkeypatch.chdir(REPO_ROOT)
+    for out in (killed, tmp_path / "whole"):  # the rerun, then a run never killed
+        monkeypatch.setattr(sys, "argv", ["scripts/eval.py", *_eval_argv(out, tmp_path)])
+        runpy.run_path(str(REPO_ROOT / "scripts" / "eval.py"), run_name="__main__")
+    whole = tmp_path / "whole"
+    assert predictions.read_bytes() == (whole / "predictions" / "iqa_demo.jsonl").read_bytes()
+    assert (killed / "results.json").read_bytes() == (whole / "results.json").read_bytes()
+    print(f"evaluation killed after {done} of 45 predictions; the rerun completed it")

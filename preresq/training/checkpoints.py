@@ -79,11 +79,18 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def mark_complete(folder: Path, step: int, world_size: int) -> None:
-    """Rank 0, after every rank has written its files: ``folder`` becomes a complete checkpoint."""
+def mark_complete(folder: Path, step: int, world_size: int, seconds: float | None = None) -> dict:
+    """Rank 0, after every rank has written its files: ``folder`` becomes a complete checkpoint.
+
+    The marker records its size and how long it took to write (``seconds``), which is what a
+    scheduler's warning time must cover (docs/fault_tolerance.md).
+    """
     folder = Path(folder)
     info = {"step": int(step), "world_size": int(world_size), "bytes": folder_bytes(folder)}
+    if seconds is not None:
+        info["seconds"] = round(float(seconds), 3)
     _write_atomically(folder / COMPLETE_MARKER, json.dumps(info) + "\n")
+    return info
 
 
 def unmark(folder: Path) -> None:

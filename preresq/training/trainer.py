@@ -20,6 +20,8 @@ completion marker and rotates; a write that fails for lack of space ends the run
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import deque
 from pathlib import Path
 
@@ -27,6 +29,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
 from preresq.training import checkpoints
+
+log = logging.getLogger("preresq.train")
 
 
 def prompt_text(prompt) -> str:
@@ -70,6 +74,7 @@ class PreresqGRPOTrainer(GRPOTrainer):
         run_dir = Path(self._get_output_dir(trial))
         folder = run_dir / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
         previous = checkpoints.newest_complete(run_dir)
+        started = time.perf_counter()
         if self.args.should_save:
             checkpoints.unmark(folder)  # a folder being (re)written is not complete
         try:
@@ -81,7 +86,10 @@ class PreresqGRPOTrainer(GRPOTrainer):
             raise
         self.accelerator.wait_for_everyone()  # every rank's files (optimizer shards, RNG) are written
         if self.args.should_save:
-            checkpoints.mark_complete(folder, self.state.global_step, self.accelerator.num_processes)
+            info = checkpoints.mark_complete(folder, self.state.global_step,
+                                             self.accelerator.num_processes, time.perf_counter() - started)
+            log.info("%s complete: %.1f MB written by %d process(es) in %.2f s", folder.name,
+                     info["bytes"] / 1e6, info["world_size"], info["seconds"])
             checkpoints.rotate(run_dir, self.keep_checkpoints)
 
     def log(self, logs, start_time=None):
