@@ -64,6 +64,20 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_resume_goes_on(tmp_path, 
     assert _global_step(stage) == 3 and (final / "model.safetensors").is_file()
     assert logged_steps(stage / "metrics.jsonl") == [1, 2, 2, 3]  # step 2 again, nothing lost
 
+    # Killed while final/ was written: the stage is not finished; its last step is
+    # checkpointed, so final/ comes from checkpoint-3 (resuming would train a step 4).
+    import shutil
+
+    (stage / "STAGE_DONE").unlink()
+    shutil.rmtree(final)
+    final.mkdir()
+    (final / "model.safetensors").write_bytes(b"cut")
+    assert train(_cfg(tmp_path, "trainer.max_steps=3", "resume=true")) == final
+    assert _global_step(stage) == 3 and (stage / "STAGE_DONE").read_text() == "3\n"
+    assert (final / "model.safetensors").read_bytes() == (stage / "checkpoint-3" / "model.safetensors").read_bytes()
+    assert (stage / "incomplete-final" / "model.safetensors").read_bytes() == b"cut"
+    assert logged_steps(stage / "metrics.jsonl") == [1, 2, 2, 3]  # no step trained
+
 
 def test_sigterm_saves_the_step_reached_and_resume_finishes(tmp_path, monkeypatch):
     """SIGTERM after step 5 of a 40-step stage that saves every 1000 steps: the run finishes

@@ -148,6 +148,29 @@ def final_incomplete(stage_dir: Path, final: str, done_marker: str) -> bool:
     return (Path(stage_dir) / final).exists() and not (Path(stage_dir) / done_marker).is_file()
 
 
+# What a checkpoint holds besides what ``save_model`` writes (weights, config, processor).
+TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "scaler.pt", "trainer_state.json", "latest",
+                  COMPLETE_MARKER)
+TRAINING_STATE_PREFIXES = ("rng_state", "global_step", "zero_to_")
+
+
+def weights_from_checkpoint(checkpoint: Path, final: Path) -> list[str]:
+    """Copy a complete checkpoint's weights (its files less the training state) to ``final``.
+
+    A stage whose newest complete checkpoint is its last step (a stop signal at that step, a
+    kill while ``final/`` was written) is finished from it: transformers 5.2x resumed at
+    ``global_step == max_steps`` trains one step more before it checks the limit.
+    """
+    final = Path(final)
+    final.mkdir(parents=True)
+    copied = []
+    for f in sorted(Path(checkpoint).iterdir()):
+        if f.is_file() and f.name not in TRAINING_STATE and not f.name.startswith(TRAINING_STATE_PREFIXES):
+            shutil.copy2(f, final / f.name)
+            copied.append(f.name)
+    return copied
+
+
 def write_done_marker(path: Path, step: int) -> None:
     _write_atomically(Path(path), f"{int(step)}\n")
 

@@ -1,11 +1,13 @@
 """The fault check (``scripts/fault_check.py``): kill a training run the ways clusters do, resume.
 
 The one-process smoke (``+experiment=smoke``) runs as a subprocess, always with
-``resume=true``. Each start but the last is ended by one fault, in a random order:
+``resume=true``. Each start but the last trains a random number of steps (1 to
+max_steps / (faults + 1), so the faults spread over the run), then is ended by one fault,
+in a random order:
 
 - ``save``: SIGKILL while a checkpoint folder is being written (a ``checkpoint-N`` without
   its ``CHECKPOINT_COMPLETE`` is seen, and is still without it after the kill);
-- ``random``: SIGKILL at a random moment, 0-``--window`` s after the start's first new step;
+- ``random``: SIGKILL at a random moment, 0-``--window`` s after that step;
 - ``term``: SIGTERM at such a moment; the run must save, exit with status 75 within 60 s.
 
 The next start must go on from the newest complete checkpoint ("a resume that worked": it
@@ -126,11 +128,11 @@ class FaultCheck:
                                 stderr=subprocess.STDOUT)
         return proc, log
 
-    def _wait_for_new_step(self, proc, before: int) -> bool:
-        """Until this start has logged a step (True), or the process ended (False)."""
+    def _wait_for_new_steps(self, proc, before: int, count: int) -> bool:
+        """Until this start has logged ``count`` steps (True), or the process ended (False)."""
         deadline = time.monotonic() + self.timeout_s
         while proc.poll() is None and time.monotonic() < deadline:
-            if len(logged_steps(self.metrics)) > before:
+            if len(logged_steps(self.metrics)) >= before + count:
                 return True
             time.sleep(0.05)
         return proc.poll() is None
@@ -147,12 +149,12 @@ class FaultCheck:
             time.sleep(0.002)
         return False
 
-    def _fault(self, kind: str) -> str:
-        """One start ended by ``kind``: 'killed', 'finished', or a failure message."""
+    def _fault(self, kind: str, gap: int) -> str:
+        """One start ended by ``kind`` after 1-``gap`` new steps: 'killed', 'finished', or a failure."""
         before = len(logged_steps(self.metrics))
         proc, log = self._start()
         try:
-            if not self._wait_for_new_step(proc, before):
+            if not self._wait_for_new_steps(proc, before, self.rng.randint(1, max(gap, 1))):
                 return self._ended(proc)
             if kind == "save":
                 if self._kill_in_save(proc):
@@ -202,8 +204,9 @@ class FaultCheck:
     def run_all(self, faults: list[str]) -> FaultReport:
         self.run.parent.mkdir(parents=True, exist_ok=True)
         pending, misses = list(faults), 0
+        gap = self.max_steps // (len(faults) + 1)  # spread the faults over the run
         while pending:
-            outcome = self._fault(pending[0])
+            outcome = self._fault(pending[0], gap)
             if not self._judge(outcome):
                 return self._finish()
             if outcome == "finished":

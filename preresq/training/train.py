@@ -356,6 +356,9 @@ def _train(cfg: DictConfig, signals: StopSignals) -> Path | None:
                 checkpoints.set_aside_incomplete(sdir)
             checkpoint = last_checkpoint(sdir)
         stop_before_stage(signals, name, checkpoints.checkpoint_step(checkpoint) if checkpoint else 0)
+        if checkpoint is not None and checkpoints.checkpoint_step(checkpoint) >= plan.steps:
+            init_path = _finish_from_checkpoint(scfg, sdir, name, checkpoint, init_path, state)
+            continue
         log.info("stage %d/%d %r starts from %s (output %s)%s", index, len(stages), name, init_path,
                  sdir, f"; resuming from {checkpoint.name}" if checkpoint else "")
         report = MemoryReport(name, sdir, memory.estimates[index - 1].per_device_gib)  # before loading
@@ -392,6 +395,29 @@ def _train(cfg: DictConfig, signals: StopSignals) -> Path | None:
         del trainer
     log.info("training finished: %s", init_path)
     return Path(init_path)
+
+
+def _finish_from_checkpoint(cfg: DictConfig, sdir: Path, stage: str, checkpoint: Path,
+                            init_path: str, state) -> str:
+    """A stage whose last step is checkpointed gets its ``final/`` from that checkpoint.
+
+    Resuming there would train one step more (``checkpoints.weights_from_checkpoint``).
+    """
+    from preresq.training.run_info import write_run_info
+
+    final, step = sdir / FINAL, checkpoints.checkpoint_step(checkpoint)
+    if state.is_main_process:
+        if checkpoints.final_incomplete(sdir, FINAL, DONE_MARKER):
+            log.warning("%s has no %s (its save was cut short): renamed %s", final, DONE_MARKER,
+                        checkpoints.set_aside(final).name)
+        checkpoints.weights_from_checkpoint(checkpoint, final)
+        write_run_info(final, cfg, {"stage": stage, "init": init_path, "global_step": step,
+                                    "from_checkpoint": checkpoint.name})
+        checkpoints.write_done_marker(sdir / DONE_MARKER, step)
+    state.wait_for_everyone()
+    log.info("stage %r: its last step (%d) was checkpointed; final weights from %s", stage, step,
+             checkpoint)
+    return str(final)
 
 
 def _reference_path(cfg: DictConfig, init_path: str, initial_path: str) -> str | None:
