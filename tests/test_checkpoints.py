@@ -93,3 +93,14 @@ def test_a_full_disk_names_the_folder_and_the_space_needed(tmp_path):
     assert ck.disk_full(Exception("IoError(Os { kind: StorageFull })"), folder, None) is not None
     # any other error is left alone (this disk has more room than 3 MB)
     assert ck.disk_full(ValueError("bad dtype"), folder, previous) is None
+
+
+def test_final_weights_from_a_checkpoint_leave_the_training_state(tmp_path):
+    folder = _checkpoint(tmp_path, 6)
+    for name in ("config.json", "optimizer.pt", "scheduler.pt", "rng_state_1.pth", "trainer_state.json",
+                 "latest", "zero_to_fp32.py", "adapter_model.safetensors"):
+        (folder / name).write_text(name)
+    (folder / "global_step6").mkdir()
+    copied = ck.weights_from_checkpoint(folder, tmp_path / "final")
+    assert copied == ["adapter_model.safetensors", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "final").iterdir()) == copied
