@@ -104,3 +104,12 @@ def test_final_weights_from_a_checkpoint_leave_the_training_state(tmp_path):
     copied = ck.weights_from_checkpoint(folder, tmp_path / "final")
     assert copied == ["adapter_model.safetensors", "config.json", "model.safetensors"]
     assert sorted(p.name for p in (tmp_path / "final").iterdir()) == copied
+
+
+def test_a_full_disk_ends_the_command_with_its_message_and_status_2(tmp_path, capsys):
+    from preresq.user_errors import USER_ERROR_STATUS, stop_on_user_errors
+
+    with pytest.raises(SystemExit) as raised, stop_on_user_errors():
+        raise ck.DiskFullError(tmp_path / "checkpoint-5", 3_000_000, 10, tmp_path / "checkpoint-4")
+    assert raised.value.code == USER_ERROR_STATUS
+    assert "error: no space left on the disk of" in capsys.readouterr().err
