@@ -16,7 +16,8 @@ USER_ERROR_STATUS = 2  # missing data or weights: the user acts, nothing to debu
 @contextmanager
 def stop_on_user_errors(paths=None) -> Iterator[None]:
     """Missing data (``DataMissingError``) or weights (``ModelNotFoundError``), or a training
-    run whose memory plan does not fit the GPU (``MemoryPlanError``), end the command with
+    run whose memory plan does not fit the GPU (``MemoryPlanError``), or a checkpoint that
+    found the disk full (``DiskFullError``), end the command with
     the error's message on stderr and exit status 2, without a traceback.
 
     Used inside every command's main function: Hydra's wrapper prints the traceback of
@@ -25,13 +26,14 @@ def stop_on_user_errors(paths=None) -> Iterator[None]:
     """
     from preresq.data.missing import DataMissingError
     from preresq.models import ModelNotFoundError
+    from preresq.training.checkpoints import DiskFullError
     from preresq.training.memory_plan import MemoryPlanError
 
     try:
         yield
     except DataMissingError as err:
         message = err.describe(paths if paths is not None else err.paths)
-    except (ModelNotFoundError, MemoryPlanError) as err:
+    except (ModelNotFoundError, MemoryPlanError, DiskFullError) as err:
         message = str(err)
     else:
         return
