@@ -71,3 +71,18 @@ def test_the_validation_callback_does_not_keep_its_trainer_alive(tmp_path):
         gc.enable()
     with pytest.raises(RuntimeError, match="no trainer attached"):
         _ = callback.trainer
+
+
+def test_a_run_stopped_by_a_signal_is_not_validated_at_its_end(tmp_path):
+    # The grace period a scheduler gives after SIGTERM is for the checkpoint; the stage's last
+    # validation belongs to a stage that reached its last step.
+    from transformers import TrainerState
+
+    callback = _callback(tmp_path)
+    validated = []
+    callback._validate = lambda state: validated.append(state.global_step)
+    callback.every = 50
+    callback.on_train_end(None, TrainerState(global_step=7, max_steps=40), None)
+    assert validated == []
+    callback.on_train_end(None, TrainerState(global_step=40, max_steps=40), None)
+    assert validated == [40]

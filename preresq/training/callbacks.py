@@ -125,6 +125,8 @@ class ValidationCallback(TrainerCallback):
             self._validate(state)
 
     def on_train_end(self, args, state, control, **kwargs):
+        if state.global_step < state.max_steps:
+            return  # stopped by a signal: the scheduler's grace period is for the save, not this
         if state.global_step % self.every != 0:
             self._validate(state)
 
