@@ -14,7 +14,7 @@ import pytest
 
 from preresq.config import compose
 from preresq.paths import REPO_ROOT
-from preresq.training import memory_plan as mp
+from preresq.training import model_sizes as ms
 
 
 def _check():
@@ -126,7 +126,7 @@ def test_gpu_checks_sh_on_cpu_keeps_what_finished_when_the_training_check_is_kil
     stages = lora["stages"]
     assert list(stages) == ["exploration", "stability"]
     targets = compose("train", ["+experiment=iqa_6k_lora"]).model.lora.target_modules
-    adapters = mp.lora_parameters(mp.sizes_from_tiny({}), 64, targets)
+    adapters = ms.lora_parameters(ms.sizes_from_tiny({}), 64, targets)
     for stage in stages.values():
         assert len(stage["step_s"]) == 1 and stage["step_s"][0] > 0
         assert stage["trainable_parameters"] == adapters   # from the run's own model

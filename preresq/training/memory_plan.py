@@ -1,8 +1,9 @@
 """The memory plan: GPU memory per device of each training stage, estimated before loading.
 
-Everything here is arithmetic on the model's architecture (its config: no weights are
-read) and on the stage's schedule (``preresq.training.schedule``). This docstring is the one
-place the formula is written down; README's training section points here.
+Everything here is arithmetic on the model's architecture (its config, counted by
+``preresq.training.model_sizes``: no weights are read) and on the stage's schedule
+(``preresq.training.schedule``). This docstring is the one place the formula is written
+down; docs/training.md points here.
 
 Notation (per stage)
 --------------------
@@ -95,10 +96,17 @@ from __future__ import annotations
 
 import json
 import math
-import re
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from preresq.training.model_sizes import (
+    MemoryPlanError,
+    ModelSizes,
+    lora_parameters,
+    model_sizes,
+    parameter_counts,
+    plain_dict,
+)
 
 GIB = 2**30
 DS_BF16_TRAINABLE = 16    # bf16 weight 2 + gradient 2 + fp32 master 4 + Adam m, v 8
@@ -111,137 +119,6 @@ VLLM_ASLEEP_GIB = 1.0     # what a sleeping colocated engine keeps (unmeasured: 
 HEADROOM_GIB = 1.5        # CUDA context and kernels + NCCL buffers, outside the allocator's count
 FRAGMENTATION = 0.05      # reserved above allocated, as a share of the estimate
 ZERO_STAGES = ("none", "zero1", "zero2", "zero3", "zero3_offload")
-
-
-class MemoryPlanError(RuntimeError):
-    """The plan does not fit the GPU, or cannot be made from the config."""
-
-
-@dataclass(frozen=True)
-class ModelSizes:
-    """The dimensions of a Qwen2.5-VL (or Qwen2-VL) that set its parameter count."""
-
-    vocab: int
-    hidden: int
-    intermediate: int
-    layers: int
-    heads: int
-    kv_heads: int
-    tied: bool
-    vision_hidden: int
-    vision_intermediate: int     # Qwen2-VL: hidden x mlp_ratio
-    vision_depth: int
-    vision_out: int              # the merger's output width (the language model's)
-    vision_kind: str = "qwen2_5_vl"   # or "qwen2_vl" (LayerNorm, plain MLP)
-    patch: int = 14
-    temporal_patch: int = 2
-    merge: int = 2
-    in_channels: int = 3
-
-    @property
-    def kv(self) -> int:
-        return self.kv_heads * (self.hidden // self.heads)
-
-
-def sizes_from_hf(config: Mapping) -> ModelSizes:
-    """``ModelSizes`` from a Qwen2.5-VL / Qwen2-VL ``config.json`` (text fields at the top
-    level, as on the hub, or under ``text_config``, as transformers 5 writes them)."""
-    text = dict(config.get("text_config") or config)
-    vision = dict(config["vision_config"])
-    kind = str(config.get("model_type", "qwen2_5_vl"))
-    tied = bool(config.get("tie_word_embeddings", text.get("tie_word_embeddings", False)))
-    if kind == "qwen2_vl":
-        width = int(vision["embed_dim"])
-        vision_sizes = dict(vision_hidden=width, vision_intermediate=int(width * vision.get("mlp_ratio", 4)),
-                            vision_out=int(vision.get("hidden_size", text["hidden_size"])))
-    elif kind == "qwen2_5_vl":
-        vision_sizes = dict(vision_hidden=int(vision["hidden_size"]),
-                            vision_intermediate=int(vision["intermediate_size"]),
-                            vision_out=int(vision.get("out_hidden_size", text["hidden_size"])))
-    else:
-        raise MemoryPlanError(f"the memory plan knows Qwen2.5-VL and Qwen2-VL, not model_type {kind!r}")
-    return ModelSizes(vocab=int(text["vocab_size"]), hidden=int(text["hidden_size"]),
-                      intermediate=int(text["intermediate_size"]), layers=int(text["num_hidden_layers"]),
-                      heads=int(text["num_attention_heads"]), kv_heads=int(text["num_key_value_heads"]),
-                      tied=tied, vision_depth=int(vision["depth"]), vision_kind=kind,
-                      patch=int(vision.get("patch_size", 14)),
-                      temporal_patch=int(vision.get("temporal_patch_size", 2)),
-                      merge=int(vision.get("spatial_merge_size", 2)),
-                      in_channels=int(vision.get("in_channels", 3)), **vision_sizes)
-
-
-def sizes_from_tiny(settings: Mapping) -> ModelSizes:
-    """The tiny model's sizes (``model.tiny``; see ``preresq.models.tiny``), its vocabulary
-    being the byte-level BPE plus Qwen's special tokens."""
-    from preresq.models.tiny import DEFAULTS, SPECIAL_TOKENS
-
-    s = {**DEFAULTS, **dict(settings)}
-    vision = (dict(embed_dim=s["vision_hidden_size"], mlp_ratio=2, hidden_size=s["text_hidden_size"])
-              if s["architecture"] == "qwen2_vl" else
-              dict(hidden_size=s["vision_hidden_size"], intermediate_size=s["vision_intermediate_size"],
-                   out_hidden_size=s["text_hidden_size"]))
-    return sizes_from_hf({
-        "model_type": s["architecture"], "tie_word_embeddings": False,
-        "text_config": dict(vocab_size=s["bpe_vocab_size"] + len(SPECIAL_TOKENS),
-                            hidden_size=s["text_hidden_size"], intermediate_size=s["text_intermediate_size"],
-                            num_hidden_layers=s["text_layers"], num_attention_heads=s["text_heads"],
-                            num_key_value_heads=s["text_kv_heads"]),
-        "vision_config": dict(depth=s["vision_depth"], **vision)})
-
-
-def linear_layers(m: ModelSizes) -> list[tuple[str, int, int, bool]]:
-    """Every linear layer as (module name, in features, out features, has bias), named as in
-    transformers' Qwen2.5-VL (what peft's ``target_modules`` are matched against)."""
-    H, F, kv = m.hidden, m.intermediate, m.kv
-    out = []
-    for i in range(m.layers):
-        p = f"model.language_model.layers.{i}."
-        out += [(p + "self_attn.q_proj", H, H, True), (p + "self_attn.k_proj", H, kv, True),
-                (p + "self_attn.v_proj", H, kv, True), (p + "self_attn.o_proj", H, H, False),
-                (p + "mlp.gate_proj", H, F, False), (p + "mlp.up_proj", H, F, False),
-                (p + "mlp.down_proj", F, H, False)]
-    Hv, Iv = m.vision_hidden, m.vision_intermediate
-    for i in range(m.vision_depth):
-        p = f"model.visual.blocks.{i}."
-        out += [(p + "attn.qkv", Hv, 3 * Hv, True), (p + "attn.proj", Hv, Hv, True)]
-        if m.vision_kind == "qwen2_vl":
-            out += [(p + "mlp.fc1", Hv, Iv, True), (p + "mlp.fc2", Iv, Hv, True)]
-        else:
-            out += [(p + "mlp.gate_proj", Hv, Iv, True), (p + "mlp.up_proj", Hv, Iv, True),
-                    (p + "mlp.down_proj", Iv, Hv, True)]
-    merged = Hv * m.merge**2
-    out += [("model.visual.merger.mlp.0", merged, merged, True),
-            ("model.visual.merger.mlp.2", merged, m.vision_out, True)]
-    return out
-
-
-def parameter_counts(m: ModelSizes) -> dict[str, int]:
-    """Parameters of the language model (with embeddings and LM head) and of the vision tower."""
-    linear = {"text": 0, "vision": 0}
-    for name, fan_in, fan_out, bias in linear_layers(m):
-        linear["vision" if ".visual." in name else "text"] += fan_in * fan_out + (fan_out if bias else 0)
-    text = linear["text"] + m.vocab * m.hidden * (1 if m.tied else 2) + m.hidden * (2 * m.layers + 1)
-    norm = 2 if m.vision_kind == "qwen2_vl" else 1   # LayerNorm has a bias, RMSNorm does not
-    vision = (linear["vision"] + m.in_channels * m.temporal_patch * m.patch**2 * m.vision_hidden
-              + norm * m.vision_hidden * (2 * m.vision_depth + 1))
-    return {"text": text, "vision": vision, "total": text + vision}
-
-
-def lora_parameters(m: ModelSizes, r: int, target_modules) -> int:
-    """Adapter parameters: ``r (in + out)`` per targeted linear layer, matched as peft does
-    (a string is a regular expression for the whole name; a list, name suffixes)."""
-    if isinstance(target_modules, str):
-        if target_modules == "all-linear":
-            raise MemoryPlanError("model.lora.target_modules='all-linear' is not modelled by the "
-                                  "memory plan; list the modules or give a regular expression")
-        hit = lambda name: re.fullmatch(target_modules, name) is not None  # noqa: E731
-    else:
-        names = [str(t) for t in target_modules]
-        hit = lambda name: any(name == t or name.endswith("." + t) for t in names)  # noqa: E731
-    total = sum(r * (fan_in + fan_out) for name, fan_in, fan_out, _ in linear_layers(m) if hit(name))
-    if total == 0:
-        raise MemoryPlanError(f"model.lora.target_modules={target_modules!r} matches no linear layer")
-    return total
 
 
 @dataclass(frozen=True)
@@ -393,33 +270,6 @@ def estimate(x: MemoryInputs) -> MemoryEstimate:
 # --- the adapter from configs -------------------------------------------------------------
 
 
-def model_sizes(model_cfg) -> tuple[ModelSizes, str]:
-    """The policy's sizes and where they came from: a local ``config.json`` (the folder that
-    will load), the ``model.tiny`` settings, or the ``model.sizes`` block of the model config."""
-    name = model_cfg.get("name_or_path")
-    if name and (Path(str(name)) / "config.json").is_file():
-        path = Path(str(name)) / "config.json"
-        return sizes_from_hf(json.loads(path.read_text())), str(path)
-    if name and (Path(str(name)) / "adapter_config.json").is_file():
-        base = json.loads((Path(str(name)) / "adapter_config.json").read_text())["base_model_name_or_path"]
-        return model_sizes({**_plain(model_cfg), "name_or_path": base})
-    if not name and model_cfg.get("tiny"):
-        return sizes_from_tiny(_plain(model_cfg["tiny"])), "model.tiny"
-    sizes = model_cfg.get("sizes")
-    if sizes:
-        return sizes_from_hf(_plain(sizes)), "model.sizes"
-    raise MemoryPlanError(
-        f"the memory plan needs the policy's architecture: model.name_or_path={name!r} is not a "
-        f"local folder with config.json and the model config has no `sizes` block (copy "
-        f"text_config/vision_config from the model's config.json, see configs/model/qwen2_5_vl_7b.yaml)")
-
-
-def _plain(node) -> dict:
-    from omegaconf import DictConfig, OmegaConf
-
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
-
-
 def zero_setup(cfg) -> str:
     """One of ``ZERO_STAGES``, read from the DeepSpeed config file (``none``: no DeepSpeed)."""
     from preresq.training.deepspeed_config import deepspeed_config_path
@@ -460,7 +310,7 @@ def item_visual_tokens(cfg) -> int:
     pixels = int(cfg.model.max_pixels)
     if modality == "image" and cfg.data.get("max_image_pixels"):
         pixels = min(pixels, int(cfg.data.max_image_pixels))
-    video = _plain(cfg.video) if modality == "video" and cfg.get("video") else None
+    video = plain_dict(cfg.video) if modality == "video" and cfg.get("video") else None
     return visual_tokens(modality, pixels, 1, video)
 
 
@@ -481,7 +331,7 @@ def validation_visual_tokens(cfg) -> int:
         modality, largest = str(cfg.data.modality), cfg.data.get("max_image_pixels")
     if modality == "image" and largest:
         pixels = min(pixels, int(largest))
-    video = _plain(cfg.video) if modality == "video" and cfg.get("video") else None
+    video = plain_dict(cfg.video) if modality == "video" and cfg.get("video") else None
     return visual_tokens(modality, pixels, 1, video)
 
 
@@ -492,7 +342,7 @@ def stage_inputs(cfg, plan, gpu_gib: float | None = None) -> MemoryInputs:
     lora = cfg.model.get("lora")
     adapters = 0
     if lora:
-        lora = _plain(lora)
+        lora = plain_dict(lora)
         adapters = lora_parameters(sizes, int(lora["r"]), lora["target_modules"])
     dtype = str(cfg.model.get("dtype") or "float32")
     if dtype not in DTYPE_BYTES:
