@@ -15,6 +15,7 @@ stop* (token ids), which the model loader installs on every model it loads and
 
 from __future__ import annotations
 
+import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -77,6 +78,18 @@ class Decoding:
             if cfg.eos_token_id is None:
                 cfg.eos_token_id = tokenizer.eos_token_id
         return cfg
+
+
+def item_seed(seed: int, item_id: str) -> int:
+    """The sampling seed of one item: a hash of the run's ``seed`` and the item's id.
+
+    The same on every run and on every rank (a process's share does not change it), and
+    different per item, so that sample i of two items do not share a random stream (vLLM
+    gives sample i of a request ``seed + i``: 62 bits leave room for that and make two
+    items' ranges overlapping as unlikely as a hash collision).
+    """
+    digest = hashlib.sha256(f"{int(seed)}\0{item_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 2
 
 
 def neutral_generation_config(base=None):

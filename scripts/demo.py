@@ -4,8 +4,8 @@ import hydra
 from omegaconf import DictConfig
 
 import preresq.config  # noqa: F401  (registers the repo_root resolver)
-from preresq.cli import stop_on_user_errors
 from preresq.demo import run_demo
+from preresq.user_errors import stop_on_user_errors
 
 
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")

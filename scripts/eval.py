@@ -8,8 +8,8 @@ import hydra
 from omegaconf import DictConfig
 
 import preresq.config  # noqa: F401  (registers the ${repo_root:} resolver used by configs/paths)
-from preresq.cli import stop_on_user_errors
 from preresq.evaluation import evaluate
+from preresq.user_errors import stop_on_user_errors
 
 
 @hydra.main(config_path="../configs", config_name="eval", version_base="1.3")

@@ -1,45 +1,50 @@
-"""Speed of our own evaluation path on a GPU: ``evaluate()`` on a synthetic benchmark.
+"""Generation speed on a GPU, each figure apart: compile, first call, steady state, per step.
 
-Writes a synthetic benchmark on the fly through the real benchmark cards (``kadid10k_test``
-and ``spaq`` with authors'-style label lists in a temporary folder): ``--kadid`` KADID-size
-512 x 384 PNGs and ``--spaq`` SPAQ-size 4000 x 3000 JPEGs (noise, so every item differs),
-builds Qwen2.5-VL with the real 3B sizes and random weights directly on the GPU (bf16,
-SDPA), and runs ``preresq.evaluation.evaluate`` on it, so batching by tokens, media loading,
-the processor (with ``mm_token_type_ids``: images at their real positions), generation,
-parsing and the prediction files are all timed.
+Writes a synthetic benchmark (``kadid10k_test`` and ``spaq`` cards with authors'-style
+label lists in a temporary folder: ``--kadid`` KADID-size 512 x 384 PNGs, ``--spaq``
+SPAQ-size JPEGs of noise), builds Qwen2.5-VL with the real 3B sizes and random weights on
+the device (bf16, SDPA; ``--tiny``: the tiny model), then runs these variants, each
+recorded in ``--out`` when it starts and when it ends (a kill keeps what finished; a
+failing variant records its error and the next one runs; ``--deadline-s``: no variant
+starts after that many seconds):
 
-Runs, in this order (``--out`` is rewritten after each, so a timeout keeps what was done):
+* ``profile_vision``: one vision-tower forward on ``--batch`` KADID images, timed and
+  profiled (top operations by device time; CPU time without a GPU): how much the
+  per-window attention loop costs (issue 25, point 11);
+* ``path:<name>`` for each ``--paths`` decode path (``dynamic``: dynamic cache;
+  ``static``: static cache; ``compiled``: static cache + torch.compile; ``default``: the
+  shipped ``configs/predictor/hf.yaml``) on the same ``--batch`` KADID items: processor
+  seconds; a prefill-only call (1 new token) twice; a ``--step-tokens`` call three times:
+  the first call (compiling, CUDA-graph recording, warm-up) apart from the steady calls
+  (the best of the later two), ``compile_seconds`` = first - steady; ``ms_per_decode_step``
+  = (steady long - steady prefill-only) / (step tokens - 1), so the processor, the vision
+  tower and the prefill cancel out; the bandwidth floor of one step (text weights + every
+  row's KV cache at its mean length, at the bandwidth of the device found) and the step's
+  ratio to it; whether the greedy tokens equal the dynamic path's;
+* ``profile_decode:<name>`` for each ``--profile-paths`` path: the operations of one
+  decode step, as (profile of the long call - profile of the prefill-only call) / steps:
+  whether ``repeat_kv`` (K/V copied to every head over the static cache) dominates;
+* ``evaluate``: ``preresq.evaluation.evaluate`` end to end with the shipped settings on the
+  whole synthetic suite (batching, media loading, parsing, files): items/s, the first
+  call of each shape apart from the later ones.
 
-0. ``dynamic`` and ``static`` of the comparison below (no compiling: cheap);
-1. ``default``: the configuration as shipped (``configs/eval.yaml``, ``predictor=hf``) on
-   the whole synthetic suite, ``--new-tokens`` per item: items/s, new tokens/s, ms per
-   decode step and its ratio to the bandwidth floor (the text weights read once per step at
-   ``--bandwidth-gbs``), peak GPU memory (target: < 80 GiB with KADID- and SPAQ-size
-   images mixed), and the first generate call apart (it includes compiling).
-2. each decode path (``dynamic``: today's path; ``static``: static cache; ``compiled``:
-   static cache + torch.compile; ``default`` again; the compiling ones after step 1) on the
-   first ``--compare-items`` KADID items, ``--compare-tokens`` new tokens: the same
-   figures, and whether each path's greedy tokens equal the dynamic path's, item by item
-   (bf16 on random weights has near-ties, so this is a figure to read, not an assertion).
+Random weights never stop early, and every timed call forces ``min_new_tokens`` too: new
+tokens per second here count every row to its last token; a trained model stops at its
+answer. Memory after each variant: allocated, reserved, their peaks and
+``torch.cuda.mem_get_info``. A summary table is printed at the end.
 
-A JSON summary is printed at the end. The tokenizer is the tiny model's
-(``preresq.models.tiny``); the 3B keeps its 151,936-row embedding and LM head, so ids beyond
-the tokenizer decode to nothing: the completions are not readable, the token counts and
-timings are real. The GPU run has not been made yet (no GPU was lent to issue 20's work);
-its length (meant to fit the 240 s ``scripts/gpu_checks.sh`` gives it) is an estimate.
+    python scripts/gpu_eval_check.py --out gpu_eval.json --deadline-s 200   # 3B sizes, cuda
+    python scripts/gpu_eval_check.py --device cpu --tiny --out /tmp/e.json  # checks the script
 
-    python scripts/gpu_eval_check.py --out gpu_eval.json     # 3B sizes on cuda
-    python scripts/gpu_eval_check.py --tiny --device cpu     # tiny model: checks the script
-
-Needs the project's dependencies: besides torch and transformers, omegaconf + hydra-core
-(configs), qwen-vl-utils (resize rule), trl (the chat template of the tiny tokenizer),
-scipy and pillow.
+The tokenizer is the tiny model's (``preresq.models.tiny``); the 3B keeps its 151,936-row
+embedding, so ids beyond the tokenizer decode to nothing: completions are not readable,
+token counts and timings are real. Needs the project's dependencies (omegaconf, hydra-core,
+qwen-vl-utils, trl for the tiny tokenizer's template, scipy, pillow).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -50,20 +55,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-# Qwen/Qwen2.5-VL-3B-Instruct config.json, the fields that set sizes and behaviour.
-QWEN25_VL_3B = {
-    "text": {"vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 11008,
-             "num_hidden_layers": 36, "num_attention_heads": 16, "num_key_value_heads": 2,
-             "max_position_embeddings": 128000, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
-             "mrope_section": [16, 24, 24], "tie_word_embeddings": True},
-    "vision": {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16,
-               "out_hidden_size": 2048, "patch_size": 14, "spatial_merge_size": 2,
-               "temporal_patch_size": 2, "window_size": 112, "fullatt_block_indexes": [7, 15, 23, 31],
-               "tokens_per_second": 2, "hidden_act": "silu", "in_channels": 3},
-}
+from preresq.evaluation import gpu_figures as fig  # noqa: E402
+from preresq.evaluation import synthetic  # noqa: E402
 
 PATHS = {  # decode paths compared (predictor overrides)
     "dynamic": ["predictor.cache_implementation=null", "predictor.compile=false"],
@@ -73,87 +68,171 @@ PATHS = {  # decode paths compared (predictor overrides)
 }
 
 
-# ----------------------------------------------------------------------------- the benchmark
-
-def write_benchmark(root: Path, kadid: int, spaq: int, spaq_size: tuple[int, int], seed: int) -> dict:
-    """Images and authors'-style label lists where the kadid10k_test and spaq cards look."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    labels, data = root / "labels", root / "data"
-    folders = {"kadid10k_test": data / "kadid10k" / "images", "spaq": data / "spaq" / "TestImage"}
-    files = {"kadid10k_test": labels / "KADID-10K_test_set.txt", "spaq": labels / "GT_SPAQ.txt"}
-    for folder in folders.values():
-        folder.mkdir(parents=True, exist_ok=True)
-    labels.mkdir(parents=True, exist_ok=True)
-    plan = {"kadid10k_test": (kadid, (512, 384), "png"), "spaq": (spaq, spaq_size, "jpg")}
-    for name, (count, (width, height), ext) in plan.items():
-        lines = []
-        for i in range(count):
-            # Coarse noise upscaled: every image differs, and encoding stays fast.
-            small = rng.integers(0, 255, (max(height // 16, 1), max(width // 16, 1), 3), dtype=np.uint8)
-            image = Image.fromarray(small).resize((width, height), Image.Resampling.BILINEAR)
-            image.save(folders[name] / f"{name}_{i:04d}.{ext}", quality=90)
-            lines.append(f"{name}_{i:04d}.{ext} {1 + 4 * rng.random():.3f}")
-        files[name].write_text("\n".join(lines) + "\n")
-    return {"paths.data_root": str(data), "paths.labels_root": str(labels)}
-
-
-# ----------------------------------------------------------------------------- the model
-
 def build_model(args, tiny_dir: Path, processor, model_cfg):
-    """The tiny model from its folder, or the 3B sizes with random weights built on the GPU
-    (the tiny tokenizer's special-token ids)."""
+    """The tiny model from its folder, or the 3B sizes with random weights on the device."""
     from preresq.models import load_model
 
-    device = torch.device(args.device)
     if args.tiny:
-        return load_model(model_cfg, path=str(tiny_dir), device=device)
-    from transformers import Qwen2_5_VLForConditionalGeneration
-
-    config = model_config(QWEN25_VL_3B, processor.tokenizer)
-    config._attn_implementation = "sdpa"
-    torch.manual_seed(args.seed)
-    with device:  # random weights initialised on the GPU: no host copy
-        model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=torch.bfloat16)
-    model.generation_config.update(**{k: getattr(config.text_config, k)
-                                      for k in ("bos_token_id", "eos_token_id", "pad_token_id")})
-    return model.eval()
+        return load_model(model_cfg, path=str(tiny_dir), device=torch.device(args.device))
+    return synthetic.random_model(synthetic.QWEN25_VL_3B, processor.tokenizer, args.device, args.seed)
 
 
-def model_config(sizes: dict, tokenizer):
-    """A ``Qwen2_5_VLConfig`` of ``sizes`` with ``tokenizer``'s special-token ids."""
-    from transformers import Qwen2_5_VLConfig
+# ----------------------------------------------------------------------------- timing
 
-    ids = {key: tokenizer.convert_tokens_to_ids(token) for key, token in (
-        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
-        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"))}
-    text = dict(sizes["text"])
-    section = text.pop("mrope_section")
-    text["rope_scaling"] = {"rope_type": "default", "type": "mrope", "mrope_section": section,
-                            "rope_theta": text["rope_theta"]}
-    text.update(bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
-                eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
-                pad_token_id=tokenizer.pad_token_id)
-    return Qwen2_5_VLConfig(text_config=text, vision_config=dict(sizes["vision"]), **ids,
-                            tie_word_embeddings=text["tie_word_embeddings"])
+class Check:
+    """What every variant shares: the model, its processor, the KADID requests, the device."""
+
+    def __init__(self, args, work: Path, model, processor, base_overrides: list[str]) -> None:
+        from PIL import Image
+
+        from preresq.config import compose
+        from preresq.data.rows import resize_image
+        from preresq.evaluation.requests import ItemPrompt
+
+        self.args, self.work, self.model, self.processor = args, work, model, processor
+        self.base_overrides = base_overrides
+        self.device = torch.device(args.device)
+        self.cuda = self.device.type == "cuda"
+        cfg = compose("eval", base_overrides)
+        self.min_pixels, self.max_pixels = int(cfg.model.min_pixels), int(cfg.model.max_pixels)
+        prompt = ItemPrompt.from_cfg(cfg.prompt.image)
+        folder = work / "data" / "kadid10k" / "images"
+        files = sorted(folder.glob("*.png"))[: args.batch]
+        self.requests = [prompt.request([resize_image(Image.open(f).convert("RGB"), self.min_pixels,
+                                                      self.max_pixels)], f.stem) for f in files]
+        self.tokens: dict[str, list[list[int]]] = {}
+
+    def sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+
+    def predictor(self, path: str):
+        from omegaconf import OmegaConf
+
+        from preresq.config import compose
+        from preresq.decoding import Decoding
+        from preresq.evaluation.hf_predictor import HFPredictor
+
+        cfg = compose("eval", self.base_overrides + PATHS[path])
+        options = OmegaConf.to_container(cfg.predictor, resolve=True)
+        options.pop("name")
+        return HFPredictor(self.model, self.processor, Decoding(max_new_tokens=self.args.step_tokens),
+                           device=self.device, **options)
+
+    def timed(self, predictor, new_tokens: int, profile: bool = False):
+        """(seconds, token ids, profile or None) of one generate call of exactly
+        ``new_tokens`` tokens per row on the KADID requests."""
+        config = predictor.generation_config
+        config.max_new_tokens = config.min_new_tokens = new_tokens
+        self.sync()
+        prof = self.profiler() if profile else None
+        start = time.perf_counter()
+        if prof is not None:
+            with prof:
+                ids = predictor.new_token_ids(self.requests)
+                self.sync()
+        else:
+            ids = predictor.new_token_ids(self.requests)
+            self.sync()
+        return time.perf_counter() - start, ids, prof
+
+    def profiler(self):
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
+        return profile(activities=activities)
+
+    def prompt_tokens(self, predictor) -> int:
+        return int(predictor.inputs(self.requests[:1])["input_ids"].shape[1])
 
 
-def text_weight_bytes(model) -> int:
-    """Bytes of the weights one decode step reads: all but the vision tower."""
-    visual = {id(p) for name, p in model.named_parameters() if ".visual." in f".{name}"}
-    return sum(p.numel() * p.element_size() for p in model.parameters() if id(p) not in visual)
+def decode_path(check: Check, name: str, floor) -> dict:
+    """Variant ``path:<name>``: the figures of the module docstring for one decode path."""
+    predictor = check.predictor(name)
+    rows, steps = len(check.requests), check.args.step_tokens
+    check.sync()
+    start = time.perf_counter()
+    predictor.inputs(check.requests)
+    check.sync()
+    processor_s = time.perf_counter() - start
+    prefill = [check.timed(predictor, 1)[0] for _ in range(2)]
+    long, ids = [], None
+    for _ in range(3):
+        seconds, ids, _ = check.timed(predictor, steps)
+        long.append(seconds)
+    check.tokens[name] = ids.tolist()
+    step_ms = fig.ms_per_step(fig.steady(prefill), fig.steady(long), 1, steps)
+    prompt = check.prompt_tokens(predictor)
+    floor_ms = floor(rows, prompt + steps / 2)
+    row = {
+        "cache_implementation": predictor.cache_implementation, "compile": predictor.compile,
+        "rows": rows, "prompt_tokens_padded": prompt, "new_tokens_per_row": steps,
+        "processor_seconds": round(processor_s, 3),
+        "prefill_only_call_seconds": [round(s, 3) for s in prefill],
+        "long_call_seconds": [round(s, 3) for s in long],
+        "first_call_seconds": round(long[0], 3),
+        "steady_call_seconds": round(fig.steady(long), 3),
+        "compile_seconds": round(long[0] - fig.steady(long), 3),
+        "ms_per_decode_step": round(step_ms, 3),
+        "steady_new_tokens_per_s": round(rows * steps / fig.steady(long), 1),
+        "new_tokens_note": "every row runs to its last token (min_new_tokens, random weights)",
+        "bandwidth_floor_ms_per_step": None if floor_ms is None else round(floor_ms, 3),
+        "x_bandwidth_floor": None if floor_ms is None else round(step_ms / floor_ms, 1),
+    }
+    if name != "dynamic" and "dynamic" in check.tokens:
+        row["same_tokens_as_dynamic"] = fig.same_tokens(check.tokens[name], check.tokens["dynamic"])
+    return row
+
+
+def profile_decode(check: Check, name: str) -> dict:
+    """Variant ``profile_decode:<name>``: one decode step's operations (warmed up first)."""
+    predictor = check.predictor(name)
+    steps = check.args.step_tokens
+    check.timed(predictor, 1)
+    check.timed(predictor, steps)  # compiling and recording happen here, not in the profile
+    short_s, _, short = check.timed(predictor, 1, profile=True)
+    long_s, _, long = check.timed(predictor, steps, profile=True)
+    table = fig.per_step_operations(long, short, steps - 1, on_device=check.cuda)
+    return {"cache_implementation": predictor.cache_implementation, "compile": predictor.compile,
+            "rows": len(check.requests), "profiled_ms_per_decode_step": round(
+                fig.ms_per_step(short_s, long_s, 1, steps), 3), **table}
+
+
+def profile_vision(check: Check) -> dict:
+    """Variant ``profile_vision``: one vision-tower forward on the KADID batch."""
+    from preresq.decoding import Decoding
+    from preresq.evaluation.hf_predictor import HFPredictor
+
+    predictor = HFPredictor(check.model, check.processor, Decoding(max_new_tokens=1), device=check.device)
+    inputs = predictor.inputs(check.requests)
+    pixels, grid = inputs["pixel_values"], inputs["image_grid_thw"]
+
+    def forward():
+        with torch.inference_mode():
+            check.model.get_image_features(pixels, grid)
+        check.sync()
+
+    forward()  # warm-up
+    start = time.perf_counter()
+    forward()
+    seconds = time.perf_counter() - start
+    prof = check.profiler()
+    with prof:
+        forward()
+    attention = sum(e.count for e in prof.key_averages() if "scaled_dot_product_attention" in e.key)
+    return {"images": len(check.requests), "patches": int(pixels.shape[0]),
+            "forward_seconds": round(seconds, 4), "attention_calls": attention,
+            "time": "device" if check.cuda else "cpu",
+            "top": fig.top_operations(prof, on_device=check.cuda)}
 
 
 def measured_predictor(base):
-    """``HFPredictor`` that also times each generate call and keeps each item's tokens."""
-    import hashlib
+    """``HFPredictor`` that also times each generate call (rows, steps, seconds)."""
 
     class Measured(base):
         def __init__(self, *a, **k):
             super().__init__(*a, **k)
             self.calls: list[dict] = []
-            self.tokens: dict[str, list[int]] = {}
 
         def new_token_ids(self, requests):
             cuda = self.model.device.type == "cuda"
@@ -163,21 +242,15 @@ def measured_predictor(base):
             ids = super().new_token_ids(requests)
             if cuda:
                 torch.cuda.synchronize()
-            pad = self.generation_config.pad_token_id
-            self.calls.append({"items": len(requests), "seconds": time.perf_counter() - start,
-                               "steps": int(ids.shape[1]), "new_tokens": int((ids != pad).sum())})
-            for request, row in zip(requests, ids.tolist(), strict=True):
-                key = hashlib.md5(request.images[0].tobytes()).hexdigest()
-                self.tokens[key] = row
+            self.calls.append({"rows": int(ids.shape[0]), "steps": int(ids.shape[1]),
+                               "seconds": time.perf_counter() - start})
             return ids
 
     return Measured
 
 
-# ----------------------------------------------------------------------------- one run
-
-def run_once(name: str, args, model, processor, overrides: list[str], out: Path,
-             floor_s: float | None) -> tuple[dict, dict]:
+def evaluate_suite(check: Check) -> dict:
+    """Variant ``evaluate``: the shipped settings end to end on the whole synthetic suite."""
     from omegaconf import OmegaConf
 
     from preresq.config import compose
@@ -185,56 +258,41 @@ def run_once(name: str, args, model, processor, overrides: list[str], out: Path,
     from preresq.evaluation import evaluate
     from preresq.evaluation.hf_predictor import HFPredictor
 
-    cfg = compose("eval", args.base_overrides + overrides + [f"output_dir={out / name}"])
+    cfg = compose("eval", check.base_overrides + [f"output_dir={check.work / 'out' / 'evaluate'}"])
     options = OmegaConf.to_container(cfg.predictor, resolve=True)
     options.pop("name")
-    predictor = measured_predictor(HFPredictor)(model, processor, Decoding.from_cfg(cfg),
-                                                device=torch.device(args.device), **options)
-    cuda = args.device.startswith("cuda")
-    if cuda:
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
+    predictor = measured_predictor(HFPredictor)(check.model, check.processor, Decoding.from_cfg(cfg),
+                                                device=check.device, **options)
     start = time.perf_counter()
     evaluate(cfg, predictor=predictor)
     seconds = time.perf_counter() - start
-    calls = predictor.calls
-    items = sum(c["items"] for c in calls)
-    new_tokens = sum(c["new_tokens"] for c in calls)
-    generate_s = sum(c["seconds"] for c in calls)
-    steps = sum(c["steps"] for c in calls)
-    row = {
-        "run": name, "cache_implementation": predictor.cache_implementation,
-        "compile": predictor.compile, "batch_size": int(cfg.batch_size),
-        "batch_tokens": cfg.get("batch_tokens"), "max_new_tokens": int(cfg.max_new_tokens),
-        "items": items, "generate_calls": len(calls), "batch_sizes": sorted({c["items"] for c in calls}),
-        "seconds": round(seconds, 2), "generate_seconds": round(generate_s, 2),
-        "items_per_s": round(items / seconds, 3), "new_tokens_per_s": round(new_tokens / seconds, 1),
-        "ms_per_decode_step": round(1000 * generate_s / max(steps, 1), 2),
+    calls, seen, later = predictor.calls, set(), []
+    for call in calls:  # the first call of each shape compiles / records; the later ones are steady
+        shape = (call["rows"], call["steps"])
+        call["first_of_its_shape"] = shape not in seen
+        seen.add(shape)
+        if not call["first_of_its_shape"]:
+            later.append(call)
+    rows = sum(c["rows"] for c in calls)
+    new_tokens = sum(c["rows"] * c["steps"] for c in calls)
+    later_s = sum(c["seconds"] for c in later)
+    return {
+        "cache_implementation": predictor.cache_implementation, "compile": predictor.compile,
+        "batch_size": int(cfg.batch_size), "batch_tokens": cfg.get("batch_tokens"),
+        "max_new_tokens": int(cfg.max_new_tokens), "generate_calls": len(calls),
+        "rows_generated": rows, "shapes": len(seen), "wall_seconds": round(seconds, 2),
+        "items": check.args.kadid + check.args.spaq,
+        "items_per_s": round((check.args.kadid + check.args.spaq) / seconds, 3),
+        "generate_seconds": round(sum(c["seconds"] for c in calls), 2),
         "first_call_seconds": round(calls[0]["seconds"], 2) if calls else None,
+        "later_calls": len(later),
+        "later_calls_new_tokens_per_s": round(sum(c["rows"] * c["steps"] for c in later) / later_s, 1)
+        if later_s else None,
+        "new_tokens_per_wall_s": round(new_tokens / seconds, 1),
+        "new_tokens_note": "random weights never stop: every row runs max_new_tokens",
+        "calls": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in c.items()}
+                  for c in calls],
     }
-    if len(calls) > 1:  # without the first call (compiling, warm-up)
-        rest_s = sum(c["seconds"] for c in calls[1:])
-        row["after_first_call_new_tokens_per_generate_s"] = round(
-            sum(c["new_tokens"] for c in calls[1:]) / rest_s, 1)
-    if floor_s:
-        row["x_bandwidth_floor"] = round(generate_s / max(steps, 1) / floor_s, 1)
-    if cuda:
-        row["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-    print(json.dumps(row), file=sys.stderr, flush=True)
-    return row, predictor.tokens
-
-
-def same_tokens(mine: dict, reference: dict) -> dict:
-    """How many items' greedy tokens equal the reference's, and the mean common prefix."""
-    keys = sorted(set(mine) & set(reference))
-    prefix = []
-    for key in keys:
-        a, b = mine[key], reference[key]
-        n = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
-        prefix.append(n)
-    equal = sum(mine[k] == reference[k] for k in keys)
-    return {"items_compared": len(keys), "items_identical": equal,
-            "mean_common_prefix_tokens": round(sum(prefix) / len(prefix), 1) if prefix else None}
 
 
 # ----------------------------------------------------------------------------- main
@@ -248,100 +306,115 @@ def run(args) -> dict:
 
     work = Path(tempfile.mkdtemp(prefix="gpu_eval_"))
     start = time.perf_counter()
-    paths = write_benchmark(work, args.kadid, args.spaq, tuple(args.spaq_size), args.seed)
+    paths = synthetic.write_benchmark(work, args.kadid, args.spaq, tuple(args.spaq_size), args.seed)
     write_s = time.perf_counter() - start
     tiny_dir = build_tiny_model(work / "tiny")
-    model_name = "tiny" if args.tiny else "qwen2_5_vl_3b"
-    args.base_overrides = [f"model={model_name}", "benchmarks=[kadid10k_test,spaq]",
-                           "label_source=authors", "plots=false", "progress=false",
-                           "bootstrap_samples=0", f"paths.cache_dir={work / 'cache'}",
-                           f"max_new_tokens={args.new_tokens}",
-                           *[f"{k}={v}" for k, v in paths.items()], *args.override]
-    model_cfg = compose("eval", args.base_overrides).model
+    base = [f"model={'tiny' if args.tiny else 'qwen2_5_vl_3b'}", "benchmarks=[kadid10k_test,spaq]",
+            "label_source=authors", "plots=false", "progress=false", "bootstrap_samples=0",
+            f"paths.cache_dir={work / 'cache'}", f"max_new_tokens={args.new_tokens}",
+            *[f"{k}={v}" for k, v in paths.items()], *args.override]
+    model_cfg = compose("eval", base).model
     processor = load_processor(model_cfg, path=str(tiny_dir))
     start = time.perf_counter()
     model = build_model(args, tiny_dir, processor, model_cfg)
     build_s = time.perf_counter() - start
-    cuda = args.device.startswith("cuda")
-    weight_bytes = text_weight_bytes(model)
-    floor_s = weight_bytes / (args.bandwidth_gbs * 1e9) if cuda else None
+    cuda = torch.device(args.device).type == "cuda"
+    name = torch.cuda.get_device_name(torch.device(args.device)) if cuda else (platform.processor() or "cpu")
+    gbs, gbs_note = (args.bandwidth_gbs, "--bandwidth-gbs") if args.bandwidth_gbs else \
+        fig.bandwidth_gbs(name if cuda else None)
+    if not cuda:
+        gbs, gbs_note = None, "no GPU: no bandwidth floor"
+    weights = synthetic.text_weight_bytes(model)
+    dtype = next(model.parameters()).dtype
+    kv = fig.kv_bytes_per_token(model.config.text_config, torch.empty((), dtype=dtype).element_size())
     summary = {
         "model": "Qwen2.5-VL tiny (random)" if args.tiny else "Qwen2.5-VL-3B architecture (random weights)",
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "dtype": str(next(model.parameters()).dtype), "device": args.device,
-        "gpu": torch.cuda.get_device_name() if cuda else platform.processor() or "cpu",
-        "torch": torch.__version__, "transformers": transformers.__version__,
+        "parameters": sum(p.numel() for p in model.parameters()), "dtype": str(dtype),
+        "device": args.device, "device_name": name, "torch": torch.__version__,
+        "transformers": transformers.__version__,
         "benchmark": {"kadid_512x384": args.kadid, "spaq": args.spaq, "spaq_size": args.spaq_size,
                       "write_seconds": round(write_s, 1)},
-        "build_seconds": round(build_s, 2), "text_weights_gib": round(weight_bytes / 2**30, 2),
-        "bandwidth_floor_ms_per_step": round(1000 * floor_s, 3) if floor_s else None,
-        "bandwidth_gbs": args.bandwidth_gbs if cuda else None,
-        "runs": [], "comparison": {},
+        "batch": args.batch, "step_tokens": args.step_tokens, "build_seconds": round(build_s, 2),
+        "text_weights_gib": round(weights / fig.GIB, 3), "kv_bytes_per_token": kv,
+        "bandwidth_gbs": gbs, "bandwidth_note": gbs_note,
+        "floor_note": "one decode step reads the text weights once and each row's KV cache "
+                      "(mean length: prompt + half the new tokens); a static cache attends its "
+                      "whole length, so its own floor is higher",
+        "memory_after_build": fig.memory(args.device),
     }
+    record = fig.Record(args.out, summary, args.deadline_s,
+                        after=lambda: fig.memory(args.device))
 
-    def save() -> None:
-        if args.out:
-            Path(args.out).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    def floor(rows, context):
+        return fig.decode_floor_ms(weights, kv, rows, context, gbs)
 
-    out = work / "out"
-    compare = [f"limit={args.compare_items}", "benchmarks=[kadid10k_test]",
-               f"max_new_tokens={args.compare_tokens}"]
-    tokens = {}
+    check = Check(args, work, model, processor, base)
 
-    def compare_run(name: str) -> None:
-        row, tokens[name] = run_once(f"{name}-compare", args, model, processor,
-                                     compare + PATHS[name], out, floor_s)
-        summary["runs"].append(row)
-        if "dynamic" in tokens and name != "dynamic":
-            summary["comparison"][f"{name}_vs_dynamic"] = same_tokens(tokens[name], tokens["dynamic"])
-        save()
+    def reset():
+        if cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(torch.device(args.device))
 
-    # The paths that do not compile first (cheap), then the full default run, which pays
-    # the compiling on CUDA, then the compiled paths (graphs already made): a timeout
-    # leaves the baseline and the default figures written.
-    for name in [p for p in args.paths if p in ("dynamic", "static")]:
-        compare_run(name)
-    row, _ = run_once("default", args, model, processor, [], out, floor_s)
-    summary["runs"].append(row)
-    save()
-    for name in [p for p in args.paths if p not in ("dynamic", "static")]:
-        compare_run(name)
-    return summary
+    def variant(key, fn):
+        reset()
+        record.run(key, fn)
+
+    variant("profile_vision", lambda: profile_vision(check))
+    cheap = [p for p in args.paths if p in ("dynamic", "static")]
+    for name_ in cheap + [p for p in args.paths if p not in cheap]:  # compiling ones last
+        variant(f"path:{name_}", lambda n=name_: decode_path(check, n, floor))
+    for name_ in args.profile_paths:
+        variant(f"profile_decode:{name_}", lambda n=name_: profile_decode(check, n))
+    if not args.skip_evaluate:
+        variant("evaluate", lambda: evaluate_suite(check))
+    return record.data
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="the tiny model (CPU check of the script)")
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--kadid", type=int, default=None, help="KADID-size images (default 256; tiny 6)")
-    parser.add_argument("--spaq", type=int, default=None, help="SPAQ-size photos (default 16; tiny 2)")
+    parser.add_argument("--kadid", type=int, default=None, help="KADID-size images (default 128; tiny 6)")
+    parser.add_argument("--spaq", type=int, default=None, help="SPAQ-size photos (default 8; tiny 2)")
     parser.add_argument("--spaq-size", type=int, nargs=2, default=[4000, 3000], metavar=("W", "H"))
-    parser.add_argument("--new-tokens", type=int, default=None, help="max_new_tokens (default 256; tiny 8)")
-    parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS),
-                        help="decode paths compared on the KADID items (against dynamic)")
-    parser.add_argument("--compare-items", type=int, default=None, help="default 64; tiny 4")
-    parser.add_argument("--compare-tokens", type=int, default=None, help="default 32; tiny 8")
-    parser.add_argument("--bandwidth-gbs", type=float, default=4800.0,
-                        help="GPU memory bandwidth for the floor (H200: 4,800 GB/s)")
+    parser.add_argument("--new-tokens", type=int, default=None,
+                        help="max_new_tokens of the evaluate variant (default 128; tiny 8)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="KADID items per timed call (default 64; tiny 4)")
+    parser.add_argument("--step-tokens", type=int, default=None,
+                        help="new tokens of the long timed call (default 64; tiny 8)")
+    parser.add_argument("--paths", nargs="*", default=list(PATHS), choices=list(PATHS),
+                        help="decode paths timed")
+    parser.add_argument("--profile-paths", nargs="*", default=["static", "default"], choices=list(PATHS),
+                        help="decode paths whose decode step is profiled")
+    parser.add_argument("--skip-evaluate", action="store_true", help="no end-to-end evaluate variant")
+    parser.add_argument("--bandwidth-gbs", type=float, default=None,
+                        help="memory bandwidth for the floor (default: by device name)")
+    parser.add_argument("--deadline-s", type=float, default=None,
+                        help="start no variant after this many seconds (the JSON says which were skipped)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--override", nargs="*", default=[],
                         help="more eval config overrides, e.g. batch_size=64 batch_tokens=32768")
-    parser.add_argument("--out", default=None, help="also write the JSON summary here")
+    parser.add_argument("--out", default=None, help="the JSON record (written after every variant)")
     args = parser.parse_args(argv)
-    small = args.tiny
-    args.kadid = args.kadid if args.kadid is not None else (6 if small else 256)
-    args.spaq = args.spaq if args.spaq is not None else (2 if small else 16)
-    args.new_tokens = args.new_tokens or (8 if small else 256)
-    args.compare_items = args.compare_items or (4 if small else 64)
-    args.compare_tokens = args.compare_tokens or (8 if small else 32)
+    tiny = args.tiny
+    args.kadid = args.kadid if args.kadid is not None else (6 if tiny else 128)
+    args.spaq = args.spaq if args.spaq is not None else (2 if tiny else 8)
+    args.new_tokens = args.new_tokens or (8 if tiny else 128)
+    args.batch = args.batch or (4 if tiny else 64)
+    args.step_tokens = args.step_tokens or (8 if tiny else 64)
+    if args.step_tokens < 2:
+        parser.error("--step-tokens must be at least 2 (one decode step after the prefill)")
+    if args.batch > args.kadid:
+        parser.error(f"--batch {args.batch} needs at least as many --kadid images")
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    summary = run(args)
-    print(json.dumps(summary, indent=2))
-    return 0
+    data = run(args)
+    print(fig.summary_table(data))
+    return 0 if all(v["status"] == "ok" for v in data["variants"].values()) else 1
 
 
 if __name__ == "__main__":

@@ -4,7 +4,10 @@ Run it on a machine with internet; copy the folder (and the repository) to the n
 
     pip install --no-index --find-links wheelhouse preresq
 
-(or ``pip install --no-index --find-links wheelhouse --no-build-isolation -e .`` in a clone).
+(or ``pip install --no-index --find-links wheelhouse -e .`` in a clone: pip builds the
+project in an isolated environment from the wheelhouse's setuptools, whatever setuptools
+the node has; ``--no-build-isolation`` works only where the node's setuptools is 77 or newer,
+which ``project.license = "Apache-2.0"`` needs).
 
 What lands in the folder, for the node's Python version and platform:
 
@@ -16,6 +19,9 @@ What lands in the folder, for the node's Python version and platform:
    metadata only, nothing installed here) and downloaded as binary wheels with
    ``pip download --only-binary=:all: --python-version --platform``,
 
+3. the build requirements (``[build-system].requires``: setuptools >= 77) as wheels, always:
+   a node's own setuptools is often older (65 and 76 fail on the license field),
+
 leaving out what the node already has (``--have torch transformers ...``, names or
 ``name==version`` pins, or ``--have-file`` with the node's ``pip freeze``) and everything
 those packages depend on (the node has it with them). Pins for the node set that matter
@@ -25,6 +31,9 @@ pulls in OpenTelemetry).
     python scripts/wheelhouse.py --out wheelhouse --python-version 3.12 \\
         --have torch transformers accelerate peft
     make wheelhouse WHEELHOUSE_ARGS="--python-version 3.12 --have-file node-freeze.txt"
+
+Needs pip (it runs ``pip wheel``, ``pip install --dry-run`` and ``pip download``) and
+``packaging``: the installed one, else the copy pip vendors.
 """
 
 from __future__ import annotations
@@ -38,9 +47,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from packaging.markers import default_environment
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
+try:
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+except ModuleNotFoundError:  # pip vendors it, and this script needs pip anyway
+    from pip._vendor.packaging.markers import default_environment
+    from pip._vendor.packaging.requirements import Requirement
+    from pip._vendor.packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[1]
 # Known to matter on the node (see the module docstring).
@@ -53,13 +67,22 @@ SOURCE_ONLY = {
 DEFAULT_PLATFORM = "manylinux_2_28_x86_64"
 
 
-def project_requirements(pyproject: Path, extras: list[str]) -> list[str]:
-    """``[project].dependencies`` plus the named optional dependencies."""
+def _toml(pyproject: Path) -> dict:
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         from pip._vendor import tomli as tomllib
-    project = tomllib.loads(pyproject.read_text())["project"]
+    return tomllib.loads(pyproject.read_text())
+
+
+def build_requirements(pyproject: Path) -> list[str]:
+    """``[build-system].requires``: what pip installs to build the project (isolated)."""
+    return list(_toml(pyproject)["build-system"]["requires"])
+
+
+def project_requirements(pyproject: Path, extras: list[str]) -> list[str]:
+    """``[project].dependencies`` plus the named optional dependencies."""
+    project = _toml(pyproject)["project"]
     requirements = list(project["dependencies"])
     optional = project.get("optional-dependencies", {})
     for extra in extras:
@@ -223,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
             for command, env in builds:
                 print(" ".join([*(f"{k}={v}" for k, v in env.items()), *command]))
             print(" ".join(resolve))
-            print("then: pip download --no-deps of every resolved package not on the node")
+            print("then: pip download --no-deps of every resolved package not on the node, and of "
+                  + " ".join(build_requirements(REPO / "pyproject.toml")))
             return 0
         for command, env in builds:
             _run(command, env)
@@ -232,13 +256,14 @@ def main(argv: list[str] | None = None) -> int:
     excluded = node_closure(report, have)
     built = {canonicalize_name(n) for n in SOURCE_ONLY if n not in have} | {"preresq"}
     pins = to_download(report, excluded, built)
-    if pins:
-        _run(download_command(args.out, pins, flags))
+    pins += build_requirements(REPO / "pyproject.toml")   # always: the node's may be too old
+    _run(download_command(args.out, pins, flags))
     wheels = sorted(args.out.glob("*.whl"))
     size = sum(p.stat().st_size for p in wheels) / 2**20
     print(f"{len(wheels)} wheels, {size:.1f} MiB in {args.out} for Python {args.python_version} "
           f"({args.platform}); left out as on the node: {len(excluded)} packages")
-    print(f"on the node: pip install --no-index --find-links {args.out} preresq")
+    print(f"on the node: pip install --no-index --find-links {args.out} preresq   "
+          f"(in a clone: pip install --no-index --find-links {args.out} -e .)")
     return 0
 
 

@@ -4,10 +4,13 @@
 
 A subprocess of ``tests/test_training.py``: a DeepSpeed run joins a process group and
 fills process-wide state (accelerate's singleton, DeepSpeed's lists), which must not leak
-into the test session. Before each stage is built, after garbage collection, it records
-whether the previous stages' policy and reference modules are still alive and how many
-parameter elements live in the process (a ZeRO-3 parameter counts its full ``ds_numel``,
-which is what a GPU holds a share of); after building, the same count with the new stage.
+into the test session. Before each stage is built, first without any garbage collection,
+it records how many earlier trainers are alive and the bytes of live tensors that are not
+parameters (ZeRO-3 partitions, optimizer states, buffered generation batches: each storage
+once); then, after garbage collection, whether the previous stages' policy and reference
+modules are still alive and how many parameter elements live in the process (a ZeRO-3
+parameter counts its full ``ds_numel``, which is what a GPU holds a share of); after
+building, the same count with the new stage.
 """
 
 import gc
@@ -28,6 +31,21 @@ def live_parameters() -> int:
     for obj in gc.get_objects():
         if isinstance(obj, torch.nn.Parameter):
             total += int(getattr(obj, "ds_numel", 0) or obj.numel())
+    return total
+
+
+def live_tensor_bytes() -> int:
+    """Bytes of the storages of every live tensor that is not a parameter (each storage once)."""
+    seen, total = set(), 0
+    for obj in gc.get_objects():
+        if isinstance(obj, torch.Tensor) and not isinstance(obj, torch.nn.Parameter):
+            try:
+                storage = obj.untyped_storage()
+            except RuntimeError:  # tensors without storage (meta, sparse)
+                continue
+            if storage.data_ptr() and storage.data_ptr() not in seen:
+                seen.add(storage.data_ptr())
+                total += storage.nbytes()
     return total
 
 
@@ -53,13 +71,16 @@ def main(result_path: str, overrides: list[str]) -> None:
     training = importlib.import_module("preresq.training.train")
     real_build = training.build_trainer
     previous: list[weakref.ref] = []
+    trainers: list[weakref.ref] = []
     stages = []
 
     def build_and_look(cfg, init_path, output_dir, stage, plan=None, initial_path=None):
+        record = {"stage": stage, "trainers_alive": sum(t() is not None for t in trainers),
+                  "tensor_bytes": live_tensor_bytes()}   # before any garbage collection
         gc.collect()
-        record = {"stage": stage, "alive_before": sum(r() is not None for r in previous),
-                  "live_before": live_parameters()}
+        record.update(alive_before=sum(r() is not None for r in previous), live_before=live_parameters())
         trainer = real_build(cfg, init_path, output_dir, stage, plan, initial_path)
+        trainers.append(weakref.ref(trainer))
         for model in (trainer.model, trainer.ref_model):
             if model is not None:
                 previous.append(weakref.ref(module_of(model)))
@@ -71,8 +92,9 @@ def main(result_path: str, overrides: list[str]) -> None:
 
     training.build_trainer = build_and_look
     training.train(compose("train", overrides))
+    end = {"trainers_alive": sum(t() is not None for t in trainers), "tensor_bytes": live_tensor_bytes()}
     gc.collect()
-    stages.append({"stage": "end", "alive_before": sum(r() is not None for r in previous),
+    stages.append({"stage": "end", **end, "alive_before": sum(r() is not None for r in previous),
                    "live_before": live_parameters()})
     with open(result_path, "w") as f:
         json.dump(stages, f, indent=1)

@@ -179,3 +179,14 @@ def test_nan_metrics_are_null_in_json(tmp_path):
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk["benchmarks"]["iqa_demo"]["srcc"] is None
     assert "n/a" in (tmp_path / "results.md").read_text()
+
+
+def test_the_closing_line_names_only_what_was_written(tmp_path, capsys):
+    evaluate(eval_cfg(tmp_path / "plain", "plots=false", "limit=6"), predictor=FakePredictor())
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == f"predictions, results.json and results.md in {tmp_path / 'plain'}"
+    assert not (tmp_path / "plain" / "plots").exists()
+    evaluate(eval_cfg(tmp_path / "plotted", "limit=6"), predictor=FakePredictor())
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("predictions, results.json, results.md and plots in")
+    assert (tmp_path / "plotted" / "plots" / "iqa_demo.png").is_file()

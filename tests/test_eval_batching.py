@@ -23,28 +23,31 @@ from preresq.evaluation.batching import (
     video_view_tokens,
     views_per_video,
 )
+from preresq.evaluation.shapes import bucket_up, ladder
 
 
 @given(st.lists(st.integers(0, 500), max_size=60), st.integers(1, 20),
        st.one_of(st.none(), st.integers(1, 2000)), st.booleans())
-def test_plan_covers_every_item_once_within_the_limits(lengths, size, tokens, powers):
-    limits = BatchLimits(size, tokens, powers)
+def test_plan_covers_every_item_once_within_the_limits(lengths, size, tokens, buckets):
+    limits = BatchLimits(size, tokens, buckets)
     batches = plan_batches(lengths, limits)
     flat = [i for batch in batches for i in batch]
     assert sorted(flat) == list(range(len(lengths)))
     assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)  # longest first
-    for batch in batches:
-        assert 1 <= len(batch) <= size
-        if tokens is not None and len(batch) > 1:
-            assert len(batch) * max(lengths[i] for i in batch) <= tokens
-        if powers:
-            assert len(batch) & (len(batch) - 1) == 0
+    for k, batch in enumerate(batches):
+        # With buckets, the predictor pads a batch up to a ladder size: that must fit too.
+        rows = bucket_up(len(batch)) if buckets else len(batch)
+        assert 1 <= len(batch) <= rows <= size
+        if tokens is not None and rows > 1:
+            assert rows * max(lengths[i] for i in batch) <= tokens
+        if buckets and k < len(batches) - 1:
+            assert len(batch) in ladder(size)  # only the last batch needs padding
 
 
 def test_ties_keep_their_order_and_a_long_item_gets_a_batch_of_its_own():
     assert plan_batches([5, 9, 5, 5, 900], BatchLimits(8, 20)) == [[4], [1, 0], [2, 3]]
-    assert plan_batches([1] * 7, BatchLimits(8, None, powers_of_two=True)) == [
-        [0, 1, 2, 3], [4, 5], [6]]
+    assert plan_batches([1] * 19, BatchLimits(9, None, buckets=True)) == [
+        list(range(8)), list(range(8, 16)), [16, 17, 18]]  # 9 fits, 8 is on the ladder
     with pytest.raises(ValueError, match="batch_tokens"):
         BatchLimits(8, 0)
     with pytest.raises(ValueError, match="prompt lengths"):

@@ -129,11 +129,12 @@ def test_vllm_backend_takes_every_setting_from_our_decoding(tmp_path, monkeypatc
     seen = {}
     fake = types.ModuleType("vllm")
     fake.LLM = lambda **kw: seen.setdefault("engine", kw)
-    fake.SamplingParams = lambda **kw: seen.setdefault("sampling", kw)
+    fake.SamplingParams = lambda **kw: kw
     monkeypatch.setitem(sys.modules, "vllm", fake)
     model_cfg = OmegaConf.create({"dtype": "bfloat16", "min_pixels": 3136, "max_pixels": 12845056})
-    VLLMPredictor(str(tmp_path), processor=None, decoding=Decoding(max_new_tokens=7), model_cfg=model_cfg)
+    predictor = VLLMPredictor(str(tmp_path), processor=None, decoding=Decoding(max_new_tokens=7),
+                              model_cfg=model_cfg)
     assert seen["engine"]["generation_config"] == "vllm"
-    s = seen["sampling"]
+    s = predictor.params  # every SamplingParams is these plus the item's seed
     assert (s["temperature"], s["top_p"], s["top_k"], s["repetition_penalty"], s["n"], s["max_tokens"]) == \
         (0.0, 1.0, -1, 1.0, 1, 7)

@@ -149,6 +149,30 @@ def test_static_cache_gives_the_plain_answers(tiny):
     assert static.generate(_requests()) == plain
 
 
+def test_a_batch_off_the_ladder_is_padded_up_and_the_copies_dropped(tiny):
+    """Fixed shapes: 9 requests run as 10 rows (the ladder has 8, 10), the answers are the
+    9 plain ones; with 2 samples each, 20 rows and 2 completions per request."""
+    model, processor = tiny
+
+    class Bucketed(HFPredictor):
+        fixed_shapes = True  # as with compile=true, without paying the compile here
+        rows: list[int] = []
+
+        def new_token_ids(self, requests):
+            ids = super().new_token_ids(requests)
+            self.rows.append(ids.shape[0])
+            return ids
+
+    requests = (_requests() * 3)[:9]
+    plain = HFPredictor(model, processor, Decoding(max_new_tokens=4)).generate(requests)
+    bucketed = Bucketed(model, processor, Decoding(max_new_tokens=4))
+    assert bucketed.generate(requests) == plain and bucketed.rows == [10]
+    sampled = Bucketed(model, processor, Decoding(max_new_tokens=4, do_sample=True, num_samples=2))
+    sampled.rows = []
+    answers = sampled.generate(requests)
+    assert sampled.rows == [20] and [len(a) for a in answers] == [2] * 9
+
+
 @pytest.mark.slow
 def test_compiled_decoding_gives_the_plain_answers_at_bucketed_shapes(tiny):
     """torch.compile on the decode step (dynamo with the eager backend here: inductor

@@ -12,31 +12,32 @@ from test_training_schedule import _iqa_6k, dmos_csv  # noqa: F401  (a fixture)
 from preresq.config import compose
 from preresq.paths import REPO_ROOT
 from preresq.training import memory_plan as mp
+from preresq.training import model_sizes as ms
 from preresq.training.train import plan_run
 
 LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
 
 def _3b_sizes():
-    return mp.model_sizes(compose("train", ["model=qwen2_5_vl_3b"]).model)[0]
+    return ms.model_sizes(compose("train", ["model=qwen2_5_vl_3b"]).model)[0]
 
 
 def test_tiny_counts_match_the_built_model(tiny_model_dir):
     from transformers import AutoModelForImageTextToText
 
     model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
-    sizes = mp.sizes_from_tiny({})
-    assert mp.model_sizes({"name_or_path": str(tiny_model_dir)})[0] == sizes   # its config.json
-    assert mp.parameter_counts(sizes)["total"] == sum(p.numel() for p in model.parameters())
+    sizes = ms.sizes_from_tiny({})
+    assert ms.model_sizes({"name_or_path": str(tiny_model_dir)})[0] == sizes   # its config.json
+    assert ms.parameter_counts(sizes)["total"] == sum(p.numel() for p in model.parameters())
     vision = sum(p.numel() for p in model.model.visual.parameters())
-    assert mp.parameter_counts(sizes)["vision"] == vision
+    assert ms.parameter_counts(sizes)["vision"] == vision
     modules = dict(model.named_modules())
-    for name, fan_in, fan_out, bias in mp.linear_layers(sizes):
+    for name, fan_in, fan_out, bias in ms.linear_layers(sizes):
         layer = modules[name]
         assert isinstance(layer, torch.nn.Linear), name
         assert (layer.in_features, layer.out_features, layer.bias is not None) == (fan_in, fan_out, bias)
     linear = {n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)} - {"lm_head"}
-    assert linear == {name for name, *_ in mp.linear_layers(sizes)}
+    assert linear == {name for name, *_ in ms.linear_layers(sizes)}
 
 
 def test_lora_count_matches_peft(tiny_model_dir):
@@ -46,20 +47,20 @@ def test_lora_count_matches_peft(tiny_model_dir):
     model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
     peft_model = get_peft_model(model, LoraConfig(r=8, target_modules=LORA_TARGETS))
     adapters = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-    assert mp.lora_parameters(mp.sizes_from_tiny({}), 8, LORA_TARGETS) == adapters
-    assert mp.lora_parameters(mp.sizes_from_tiny({}), 8, ["q_proj"]) < adapters
+    assert ms.lora_parameters(ms.sizes_from_tiny({}), 8, LORA_TARGETS) == adapters
+    assert ms.lora_parameters(ms.sizes_from_tiny({}), 8, ["q_proj"]) < adapters
     with pytest.raises(mp.MemoryPlanError, match="matches no linear layer"):
-        mp.lora_parameters(mp.sizes_from_tiny({}), 8, ["nothing"])
+        ms.lora_parameters(ms.sizes_from_tiny({}), 8, ["nothing"])
 
 
 def test_real_sizes_from_configs():
     # Qwen2.5-VL-3B: 3.75B parameters (shared/notes/first_gpu_run.md), with the iqa_6k_lora
     # adapters 3,874,357,248 of which 119,734,272 trainable (docs/measurements/gpu_train.json).
     sizes = _3b_sizes()
-    assert mp.parameter_counts(sizes)["total"] + mp.lora_parameters(sizes, 64, LORA_TARGETS) == 3_874_357_248
-    assert mp.lora_parameters(sizes, 64, LORA_TARGETS) == 119_734_272
-    seven = mp.model_sizes(compose("train", ["model=qwen2_5_vl_7b"]).model)[0]
-    assert 8.2e9 < mp.parameter_counts(seven)["total"] < 8.4e9
+    assert ms.parameter_counts(sizes)["total"] + ms.lora_parameters(sizes, 64, LORA_TARGETS) == 3_874_357_248
+    assert ms.lora_parameters(sizes, 64, LORA_TARGETS) == 119_734_272
+    seven = ms.model_sizes(compose("train", ["model=qwen2_5_vl_7b"]).model)[0]
+    assert 8.2e9 < ms.parameter_counts(seven)["total"] < 8.4e9
 
 
 def test_3b_counts_match_a_model_built_on_the_meta_device():
@@ -75,11 +76,11 @@ def test_3b_counts_match_a_model_built_on_the_meta_device():
                                                      num_heads=16, out_hidden_size=sizes.hidden))
     with torch.device("meta"):
         model = AutoModelForImageTextToText.from_config(config)
-    assert mp.parameter_counts(sizes)["total"] == sum(p.numel() for p in model.parameters())
+    assert ms.parameter_counts(sizes)["total"] == sum(p.numel() for p in model.parameters())
 
 
 def _inputs(**kw):
-    base = dict(sizes=mp.sizes_from_tiny({}), world_size=1, zero="none", weight_bytes=2, micro_batch=8,
+    base = dict(sizes=ms.sizes_from_tiny({}), world_size=1, zero="none", weight_bytes=2, micro_batch=8,
                 generation_batch=16, visual_tokens=16, prompt_tokens=100, completion_tokens=64,
                 gradient_checkpointing=True)
     return mp.MemoryInputs(**{**base, **kw})
@@ -103,7 +104,7 @@ def test_terms_follow_the_setup():
     full = mp.estimate(_inputs(sizes=_3b_sizes(), beta=0.04))
     assert full.terms_gib["reference"] > 0 and full.trainable_parameters == full.parameters
     frozen = mp.estimate(_inputs(sizes=_3b_sizes(), beta=0.04, freeze_vision=True))
-    assert frozen.trainable_parameters == full.parameters - mp.parameter_counts(_3b_sizes())["vision"]
+    assert frozen.trainable_parameters == full.parameters - ms.parameter_counts(_3b_sizes())["vision"]
     assert mp.estimate(_inputs(sizes=_3b_sizes(), beta=0.0)).terms_gib["reference"] == 0
     lora = mp.estimate(_inputs(sizes=_3b_sizes(), beta=0.04, lora_parameters=10**7))
     assert lora.terms_gib["reference"] == 0   # TRL disables the adapters instead
@@ -170,7 +171,7 @@ def test_a_run_that_does_not_fit_stops_before_loading(monkeypatch, tmp_path):
     monkeypatch.setattr("preresq.models.resolve_model_path", no_loading)
     cfg = compose("train", ["+experiment=smoke", "gpu_memory_gib=0.0001", f"output_dir={tmp_path}",
                             f"paths.cache_dir={REPO_ROOT / '.cache' / 'preresq'}"])
-    with pytest.raises(mp.MemoryPlanError, match=r"stage 'main' needs about .* GiB per device, the GPU has 0.0 GiB"):
+    with pytest.raises(mp.MemoryPlanError, match=r"stage 'main' needs about .* GiB per device \+ .* GiB headroom, the GPU has 0.0 GiB"):
         train_module.train(cfg)
     assert not list(tmp_path.iterdir())   # nothing written either
 
@@ -180,3 +181,57 @@ def test_no_check_without_gpu_memory():
     assert mp.gpu_memory_gib(cfg, real_run=True) is None            # use_cpu
     assert mp.gpu_memory_gib(cfg, real_run=False) is None
     assert mp.gpu_memory_gib(compose("train", ["+experiment=smoke", "gpu_memory_gib=80"]), False) == 80
+
+
+def _iqa_6k_on_four(dmos_csv, *extra):  # noqa: F811
+    cfg = _iqa_6k(dmos_csv, "world_size=4", "gpu_memory_gib=80", *extra)
+    return mp.run_memory(cfg, plan_run(cfg, 4), False).estimates
+
+
+def test_colocated_vllm_counts_where_it_holds_memory(dmos_csv):  # noqa: F811
+    """Asleep (sleep mode, the default) outside generation it keeps little; awake it keeps
+    vllm_gpu_memory_utilization of the GPU (0.3 x 80 GiB) in every phase."""
+    plain = _iqa_6k_on_four(dmos_csv)
+    asleep = _iqa_6k_on_four(dmos_csv, "trainer.args.use_vllm=true")
+    awake = _iqa_6k_on_four(dmos_csv, "trainer.args.use_vllm=true", "trainer.args.vllm_enable_sleep_mode=false")
+    for p, s, a in zip(plain, asleep, awake, strict=True):
+        print(f"training phase: no vLLM {p.phases_gib['training']}, asleep {s.phases_gib['training']}, "
+              f"awake {a.phases_gib['training']} GiB")
+        assert 0 < s.phases_gib["training"] - p.phases_gib["training"] <= 3
+        assert a.phases_gib["training"] - p.phases_gib["training"] >= 20
+        assert s.phases_gib["generation"] == a.phases_gib["generation"]   # awake while generating
+        assert s.terms_gib["vllm"] == a.terms_gib["vllm"] == 24.0
+        assert s.terms_gib["vllm_asleep"] == mp.VLLM_ASLEEP_GIB and a.terms_gib["vllm_asleep"] == 24.0
+
+
+def test_a_gpu_just_above_the_estimate_is_refused(dmos_csv, monkeypatch, tmp_path):  # noqa: F811
+    """The estimate counts allocated memory; the GPU also needs the stated headroom."""
+    estimate = max(e.per_device_gib for e in _iqa_6k_on_four(dmos_csv))
+    cfg = _iqa_6k(dmos_csv, "world_size=4", f"gpu_memory_gib={estimate + 0.5}")
+    memory = mp.run_memory(cfg, plan_run(cfg, 4), False)
+    assert memory.add_to({"stages": [{}, {}]})["fits"] is False
+    with pytest.raises(mp.MemoryPlanError, match="GiB headroom"):
+        memory.check()
+    roomy = _iqa_6k(dmos_csv, "world_size=4",
+                    f"gpu_memory_gib={estimate + mp.HEADROOM_GIB + mp.FRAGMENTATION * estimate + 0.01}")
+    mp.run_memory(roomy, plan_run(roomy, 4), False).check()
+    # and a real run stops there, before any weights load
+    monkeypatch.setattr("preresq.models.resolve_model_path",
+                        lambda *a, **k: pytest.fail("weights were resolved before the memory check"))
+    small = compose("train", ["+experiment=smoke", f"output_dir={tmp_path}",
+                              f"paths.cache_dir={REPO_ROOT / '.cache' / 'preresq'}"])
+    tiny = max(e.per_device_gib for e in mp.run_memory(small, plan_run(small, 1), False).estimates)
+    small.gpu_memory_gib = tiny + 0.5
+    with pytest.raises(mp.MemoryPlanError, match="headroom"):
+        importlib.import_module("preresq.training.train").train(small)
+
+
+def test_validation_has_its_own_phase(dmos_csv):  # noqa: F811
+    without = _iqa_6k_on_four(dmos_csv)
+    with_validation = _iqa_6k_on_four(dmos_csv, "validation.enabled=true", "validation.batch_size=16")
+    bigger = _iqa_6k_on_four(dmos_csv, "validation.enabled=true", "validation.batch_size=32")
+    for a, b, c in zip(without, with_validation, bigger, strict=True):
+        assert "validation" not in a.phases_gib
+        assert b.phases_gib["validation"] < c.phases_gib["validation"]
+        assert b.terms_gib["validation_gathered_weights"] > 10     # 7B gathered under ZeRO-3
+        assert {k: v for k, v in b.phases_gib.items() if k != "validation"} == a.phases_gib

@@ -1,14 +1,10 @@
-"""The per-stage record of a real run, and scripts/gpu_train_check.py's CPU mode."""
+"""The per-stage record of a real run (scripts/gpu_train_check.py: tests/test_gpu_checks.py)."""
 
-import importlib.util
 import json
+import types
 
-import pytest
 import torch
 
-from preresq.config import compose
-from preresq.paths import REPO_ROOT
-from preresq.training import memory_plan as mp
 from preresq.training.memory_report import MemoryReport, count_parameters
 
 
@@ -41,39 +37,25 @@ def test_report_merges_into_run_info(tmp_path):
     assert memory["peak_gib"] is None and memory["allocated_at_start_gib"] is None  # CPU
 
 
-def _gpu_train_check():
-    spec = importlib.util.spec_from_file_location("gpu_train_check", REPO_ROOT / "scripts" / "gpu_train_check.py")
-    check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(check)
-    return check
+def test_report_records_reserved_and_free_memory_on_cuda(tmp_path, monkeypatch):
+    """On a GPU: allocated, reserved and mem_get_info at the start, their peaks and free at the
+    end (a stand-in torch.cuda with the figures a GPU would give)."""
+    from transformers import TrainerControl, TrainerState, TrainingArguments
 
+    from preresq.training import memory_report
 
-def test_gpu_train_check_skips_what_would_pass_its_deadline(tmp_path):
-    check = _gpu_train_check()
-    out = tmp_path / "gpu_train.json"
-    assert check.main(["--device", "cpu", "--tiny", "--variants", "small_full", "--deadline-s", "30",
-                       "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
-    result = json.loads(out.read_text())
-    assert result["variants"] == {}
-    assert result["skipped"] == ["small_full: expected 90 s, 30 s left of --deadline-s 30"]
-
-
-@pytest.mark.slow
-def test_gpu_train_check_runs_on_cpu_with_the_tiny_model(tmp_path, capsys):
-    check = _gpu_train_check()
-    out = tmp_path / "gpu_train.json"
-    assert check.main(["--device", "cpu", "--tiny", "--variants", "small_lora", "3b_full",
-                       "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
-    result = json.loads(out.read_text())
-    assert result["device"] == "cpu" and result["skipped"] == ["3b_full: --tiny"]
-    stages = result["variants"]["small_lora"]["stages"]
-    assert list(stages) == ["exploration", "stability"]
-    targets = compose("train", ["+experiment=iqa_6k_lora"]).model.lora.target_modules
-    adapters = mp.lora_parameters(mp.sizes_from_tiny({}), 64, targets)
-    for record in stages.values():
-        assert len(record["step_s"]) == 1 and record["step_s"][0] > 0
-        assert record["trainable_parameters"] == adapters   # from the run's own model
-        assert record["estimate_gib"] > 0                   # the plan's, written by train()
-        assert record["peak_gib"] is None and record["alloc_retries"] is None   # CPU
-    printed = capsys.readouterr().out
-    assert "small_lora/exploration: steps [" in printed and "peak n/a, plan " in printed
+    gib = memory_report.GIB
+    free = iter([70 * gib, 20 * gib])
+    cuda = types.SimpleNamespace(
+        synchronize=lambda: None, reset_peak_memory_stats=lambda: None, get_device_name=lambda: "H-test",
+        memory_allocated=lambda: 2 * gib, memory_reserved=lambda: 3 * gib,
+        max_memory_allocated=lambda: 40 * gib, max_memory_reserved=lambda: 48 * gib,
+        mem_get_info=lambda: (next(free), 80 * gib), memory_stats=lambda: {"num_alloc_retries": 0})
+    monkeypatch.setattr(memory_report, "_cuda", lambda: cuda)
+    report = MemoryReport("s", tmp_path, estimate_gib=39.0)
+    args, state, control = TrainingArguments(str(tmp_path), use_cpu=True), TrainerState(), TrainerControl()
+    report.on_train_end(args, state, control)
+    memory = json.loads((tmp_path / "run_info.json").read_text())["memory"]
+    assert memory["device"] == "H-test"
+    assert (memory["allocated_at_start_gib"], memory["reserved_at_start_gib"], memory["free_at_start_gib"]) == (2, 3, 70)
+    assert (memory["peak_gib"], memory["peak_reserved_gib"], memory["free_at_end_gib"]) == (40, 48, 20)

@@ -125,3 +125,18 @@ def test_scorer_api_scores_paths_and_pil_images(tmp_path):
     assert folder.cfg.model.name_or_path == str(tmp_path)
     assert overrides_of({"decoding": {"do_sample": True, "top_k": None}, "batch_size": 2}) == [
         "decoding.do_sample=true", "decoding.top_k=null", "batch_size=2"]
+
+
+def test_text_output_escapes_control_characters_of_completions_and_names():
+    """A completion (or a file name) with terminal escape sequences, NUL, DEL, C1 controls or
+    a bidirectional override is printed escaped, never raw."""
+    nasty = "4\x1b[2J\x1b]0;pwned\x07 ok\x00\x7f\x9b\u202eevil\nnext\tline"
+    results = [{"path": "a\x1b[31m.png", "score": None, "subscores": None, "reasoning": None,
+                "completion": nasty},
+               {"path": "b.png", "error": "cannot read \x1b[0m it"}]
+    text = score.format_text(results)
+    assert not any(not c.isprintable() for c in text.replace("\n", ""))  # one line per field
+    assert r"a\x1b[31m.png: no score" in text
+    assert r"completion: 4\x1b[2J\x1b]0;pwned\x07 ok\x00\x7f\x9b\u202eevil next line" in text
+    assert r"b.png: error: cannot read \x1b[0m it" in text
+    assert score.printable("Ünïcode ✓ stays") == "Ünïcode ✓ stays"

@@ -81,6 +81,10 @@ def test_smoke_trains_checkpoints_and_resumes(tmp_path, warm_model):
     info = json.loads((run / "run_info.json").read_text())
     assert "commit" in info["git"]
     assert (stage / "checkpoint-1").is_dir() and (stage / "checkpoint-2").is_dir()
+    from huggingface_hub import ModelCard  # final/ gets the project's card, without results
+
+    card = ModelCard.load(final / "README.md")
+    assert card.data.library_name == "transformers" and "| stages | main |" in card.text
     logged = [json.loads(line) for line in (stage / "metrics.jsonl").read_text().splitlines()]
     assert any("rewards/q_insight/invalid_rate" in m for m in logged)
     assert any(m.get("frac_reward_zero_std", 1.0) < 1.0 for m in logged), "no reward spread"
@@ -216,23 +220,31 @@ def _no_launcher_env():
 
 
 def test_zero3_stages_release_each_other(tmp_path):
-    """The two-stage smoke under the real ZeRO-3 engine (one process, gloo): when stage 2 is
-    built, nothing of stage 1 (policy, reference, their engines, the optimizer) is alive."""
+    """The two-stage smoke under the real ZeRO-3 engine (one process, gloo), validating every
+    step: when stage 2 starts, before any garbage collection, no stage-1 trainer is alive and
+    live non-parameter tensors take no more bytes than at stage 1's start; after collection,
+    nothing of stage 1 (policy, reference, their engines, the optimizer) is alive."""
     result = tmp_path / "stages.json"
     out = subprocess.run(
         [sys.executable, str(REPO_ROOT / "tests" / "stage_release_probe.py"), str(result),
          "+experiment=smoke_two_stage", "trainer.deepspeed=zero3", f"output_dir={tmp_path / 'run'}",
-         f"paths.cache_dir={REPO_ROOT / '.cache' / 'preresq'}"],
+         f"paths.cache_dir={REPO_ROOT / '.cache' / 'preresq'}", "validation.enabled=true",
+         "validation.every_n_steps=1", "validation.max_items=2", "validation.batch_size=2"],
         env=_no_launcher_env(), capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     one, two, end = json.loads(result.read_text())
     print(f"live parameter elements: stage 1 start {one['live_before']:,} built {one['live_built']:,}; "
-          f"stage 2 start {two['live_before']:,} built {two['live_built']:,}")
+          f"stage 2 start {two['live_before']:,} built {two['live_built']:,}; non-parameter tensor "
+          f"bytes before gc: stage 1 start {one['tensor_bytes']:,}, stage 2 start {two['tensor_bytes']:,}")
     assert "releasing 2 model(s) from DeepSpeed's FWD_MODULE_STACK" in out.stdout + out.stderr  # policy + reference
+    assert (tmp_path / "run" / "exploration" / "validation.jsonl").is_file()
     assert one["live_built"] > 0
+    assert two["trainers_alive"] == 0, "stage 1's trainer is alive at stage 2's start"
+    assert two["tensor_bytes"] <= one["tensor_bytes"], "stage 2 starts with more tensor bytes than stage 1"
     assert two["alive_before"] == 0, "stage 1's model, reference, engine or optimizer is still alive"
     assert two["live_before"] <= one["live_before"]
     assert two["live_built"] <= one["live_built"]
+    assert end["trainers_alive"] == 0
     assert end["alive_before"] == 0 and end["live_before"] == 0
 
 

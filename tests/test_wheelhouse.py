@@ -91,3 +91,24 @@ def test_project_requirements_and_dry_run(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "DS_BUILD_OPS=0" in printed and "--python-version 3.12" in printed
     assert not list((tmp_path / "wh").iterdir())   # nothing built or downloaded
+
+
+def test_the_build_requirements_ship_in_the_wheelhouse(tmp_path, capsys):
+    """project.license = "Apache-2.0" needs setuptools 77: pyproject says so, and the wheelhouse
+    carries it, so an isolated build on a node with an older setuptools works offline."""
+    requires = wh.build_requirements(REPO_ROOT / "pyproject.toml")
+    assert requires == ["setuptools>=77"]
+    assert wh._toml(REPO_ROOT / "pyproject.toml")["project"]["license"] == "Apache-2.0"
+    wh.main(["--out", str(tmp_path / "wh"), "--have", "torch", "--dry-run"])
+    assert "setuptools>=77" in capsys.readouterr().out
+
+
+def test_wheelhouse_runs_without_packaging_installed(tmp_path):
+    """Its `packaging` need is met by pip's own copy when the package is not installed."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['packaging'] = None; import runpy; "
+            f"runpy.run_path({str(REPO_ROOT / 'scripts' / 'wheelhouse.py')!r}, run_name='wh')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

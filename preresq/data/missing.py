@@ -2,7 +2,7 @@
 newcomer can act on.
 
 Raised where label files, manifests and media folders are looked up
-(``preresq.data.benchmarks``); the command-line edges (``preresq.cli.stop_on_user_errors``)
+(``preresq.data.benchmarks``); the command-line edges (``preresq.user_errors.stop_on_user_errors``)
 print its message without a traceback. The message names each file or folder looked for,
 the card field that points at it and the card's file, the setting that places it
 (``paths.data_root`` / ``PRERESQ_DATA_ROOT`` and the like, read from the paths the run was

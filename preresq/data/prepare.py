@@ -262,7 +262,7 @@ def card_from_args(args: argparse.Namespace) -> Card:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``scripts/prepare_data.py``; returns the exit status. When the labels
     or the media folder are not there it says so without a traceback and exits with 2."""
-    from preresq.cli import stop_on_user_errors
+    from preresq.user_errors import stop_on_user_errors
 
     args = build_parser().parse_args(argv)
     with stop_on_user_errors():

@@ -393,6 +393,23 @@ def _open(path: Path, backend: str, num_threads: int):
     return video_decode.DecordReader(path, num_threads, index)
 
 
+def frame_views(frames: Sequence[Image.Image], **cfg) -> list[Image.Image]:
+    """The views of a clip held in memory as RGB frames in time order at a constant frame
+    rate: the images ``load_views`` makes of a file with these frames (the scorer's
+    videos given as tensors). ``cfg`` as for ``load_views`` (``backend`` and
+    ``num_threads`` do not apply)."""
+    import numpy as np
+
+    from preresq.data.video_decode import ArrayPicture
+
+    spec = ViewSpec.from_cfg(**cfg)
+    if not frames:
+        raise ValueError("a video needs at least one frame, got none")
+    plan = plan_views(len(frames), spec)
+    pictures = ((i, ArrayPicture(np.asarray(frames[i].convert("RGB")))) for i in plan.needed())
+    return _assemble(pictures, plan, spec, "<frames>")
+
+
 def _views(path: Path, spec: ViewSpec, backend: str) -> list[Image.Image]:
     """The views of a clip, made from the frames one backend decodes."""
     reader = _open(path, backend, spec.num_threads)
@@ -400,24 +417,30 @@ def _views(path: Path, spec: ViewSpec, backend: str) -> list[Image.Image]:
         if reader.num_frames < 1:
             raise VideoDecodeError(f"{path}: no frames")
         plan = plan_views(reader.index.starts, spec)
-        rows, cols = spec.grid or (1, 1)
-        tile_budget = spec.mosaic_max_pixels // (rows * cols)
-        made: dict[tuple[str, int], Image.Image] = {}
-        tile = None
-        for index, picture in reader.pictures(plan.needed()):
-            width, height = picture.size
-            if tile is None:
-                check_shape(width, height, path)  # the processor's limits
-                tile = fit_size(width, height, tile_budget, spec.factor)
-            if index in plan.mosaic:
-                made["tile", index] = picture.image(tile)
-            if index in plan.local:
-                made["local", index] = picture.image(fit_size(width, height, spec.local_max_pixels,
-                                                              spec.factor))
-            if index == plan.crop:
-                made["crop", index] = _centre_crop(picture.image(), spec.crop_size, spec.factor)
+        return _assemble(reader.pictures(plan.needed()), plan, spec, path)
     finally:
         reader.close()
+
+
+def _assemble(pictures, plan: ViewPlan, spec: ViewSpec, path) -> list[Image.Image]:
+    """The views from ``(index, picture)`` pairs of the plan's frames, in order; frames are
+    dropped once their views are made."""
+    rows, cols = spec.grid or (1, 1)
+    tile_budget = spec.mosaic_max_pixels // (rows * cols)
+    made: dict[tuple[str, int], Image.Image] = {}
+    tile = None
+    for index, picture in pictures:
+        width, height = picture.size
+        if tile is None:
+            check_shape(width, height, path)  # the processor's limits
+            tile = fit_size(width, height, tile_budget, spec.factor)
+        if index in plan.mosaic:
+            made["tile", index] = picture.image(tile)
+        if index in plan.local:
+            made["local", index] = picture.image(fit_size(width, height, spec.local_max_pixels,
+                                                          spec.factor))
+        if index == plan.crop:
+            made["crop", index] = _centre_crop(picture.image(), spec.crop_size, spec.factor)
     views = [made["local", index] for index in plan.local]
     if spec.grid is not None:
         mosaic = Image.new("RGB", (cols * tile[0], rows * tile[1]))

@@ -29,6 +29,7 @@ from PIL import Image
 
 from preresq.data.records import Record
 from preresq.evaluation.requests import MEDIA_ERRORS
+from preresq.evaluation.shapes import bucket_down
 
 PATCH_FACTOR = 28  # Qwen2.5-VL: 14-px patches merged 2 x 2 -> one token per 28 x 28 pixels
 
@@ -141,12 +142,13 @@ class PromptLengths:
 @dataclass(frozen=True)
 class BatchLimits:
     """The most items (``batch_size``) and prompt tokens (``batch_tokens``, None: no
-    limit) of one generate call. ``powers_of_two`` makes every batch 1, 2, 4, ... items:
-    a bounded set of shapes for compiled decoding (``HFPredictor.fixed_shapes``)."""
+    limit) of one generate call. ``buckets`` makes every full batch a ladder size
+    (``preresq.evaluation.shapes``): a bounded set of shapes for compiled decoding
+    (``HFPredictor.fixed_shapes``, which pads a smaller last batch up to a ladder size)."""
 
     batch_size: int
     batch_tokens: int | None = None
-    powers_of_two: bool = False
+    buckets: bool = False
 
     def __post_init__(self) -> None:
         if int(self.batch_size) < 1:
@@ -155,27 +157,30 @@ class BatchLimits:
             raise ValueError(f"batch_tokens must be >= 1 or null (no limit), got {self.batch_tokens}")
 
     @classmethod
-    def from_cfg(cls, cfg, powers_of_two: bool = False) -> BatchLimits:
+    def from_cfg(cls, cfg, buckets: bool = False) -> BatchLimits:
         """From an eval config's ``batch_size`` and ``batch_tokens``."""
         tokens = cfg.get("batch_tokens")
-        return cls(int(cfg.batch_size), None if tokens is None else int(tokens), powers_of_two)
+        return cls(int(cfg.batch_size), None if tokens is None else int(tokens), buckets)
 
 
 def plan_batches(lengths: Sequence[int], limits: BatchLimits) -> list[list[int]]:
     """Indices of the items, longest first (ties in their order), cut into batches.
 
     Each batch holds at most ``batch_size`` items, and its item count times its longest
-    prompt is at most ``batch_tokens`` unless one item alone is longer.
+    prompt is at most ``batch_tokens`` unless one item alone is longer. With ``buckets``
+    the most a batch may hold is rounded down to a ladder size (``shapes.bucket_down``),
+    so that padding a smaller last batch up to a ladder size stays within the limits.
     """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])  # stable
     batches, start = [], 0
     while start < len(order):
-        fit = min(int(limits.batch_size), len(order) - start)
+        room = int(limits.batch_size)
         if limits.batch_tokens is not None:
             longest = max(int(lengths[order[start]]), 1)  # sorted: the first is the longest
-            fit = max(1, min(fit, int(limits.batch_tokens) // longest))
-        if limits.powers_of_two:
-            fit = 1 << (fit.bit_length() - 1)
+            room = max(1, min(room, int(limits.batch_tokens) // longest))
+        if limits.buckets:
+            room = bucket_down(room)
+        fit = min(room, len(order) - start)
         batches.append(order[start:start + fit])
         start += fit
     return batches

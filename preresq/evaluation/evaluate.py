@@ -114,11 +114,13 @@ def evaluate(cfg: DictConfig, predictor: Predictor | None = None) -> dict | None
             mine = shard(todo, procs.rank, procs.world_size)
             procs.barrier()  # every rank has read the cache before anyone writes to it
 
-            # 3-4. predict, appending each row to disk as it is made
+            # 3-4. predict, appending each row to disk as it is made. Every rank builds the
+            # predictor once any rank has items (``todo`` is the same on every rank), even
+            # with an empty share: vLLM's engine runs collectives while it is built.
+            if todo and predictor is None:
+                predictor = build_predictor(cfg, model_path, decoding, procs.device(),
+                                            images_per_prompt(cfg, prompts))
             if mine:
-                if predictor is None:
-                    predictor = build_predictor(cfg, model_path, decoding, procs.device(),
-                                                images_per_prompt(cfg, prompts))
                 bar = tqdm(total=len(asked), initial=len(asked) - len(todo), desc=card.name,
                            unit="item", disable=procs.rank != 0 or not cfg.get("progress", True))
                 prompt = prompts[card.modality]
@@ -148,7 +150,7 @@ def evaluate(cfg: DictConfig, predictor: Predictor | None = None) -> dict | None
             return None
         return write_report(out, benchmarks, identity,
                             title=f"{suite_tag(names)}: {model_tag(cfg.model)}",
-                            model_path=model_path)
+                            model_path=model_path, plots=bool(cfg.get("plots", True)))
     finally:
         procs.close()
 

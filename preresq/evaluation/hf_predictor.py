@@ -8,9 +8,10 @@ issue 20), so the fast path removes that fixed cost: a **static cache**
 lets transformers **compile** the decode step (``predictor.compile``: ``torch.compile`` in
 "reduce-overhead" mode, i.e. CUDA graphs, transformers' own ``CompileConfig`` default).
 A compiled step is recorded per tensor shape, so the shapes are kept to a bounded set
-(``fixed_shapes``): batches of 1, 2, 4, ... items (``BatchLimits.powers_of_two``) and
-prompts left padded to a length bucket (``length_bucket``: four steps per doubling; the
-token budget ``batch_tokens`` is checked before this padding, which adds at most 25%).
+(``fixed_shapes``, ``preresq.evaluation.shapes``): batch sizes and prompt lengths on a
+ladder of four sizes per doubling (a smaller last batch padded up with copies of its last
+request, prompts left padded to ``length_bucket``; the token budget ``batch_tokens`` is
+checked before the length padding, which adds at most 25%).
 
 ``auto`` (the default of both keys) picks the static cache and compiling on CUDA and the
 dynamic cache without compiling elsewhere: on CPU the compiled step buys nothing for the
@@ -24,6 +25,7 @@ from collections.abc import Sequence
 
 from preresq.decoding import Decoding, neutral_defaults
 from preresq.evaluation.requests import Request, prompt_text, text_tokens
+from preresq.evaluation.shapes import bucket_up, pad_requests
 
 CACHE_IMPLEMENTATIONS = (None, "dynamic", "static", "auto")
 
@@ -50,12 +52,7 @@ def decode_path(cache_implementation: str | None, compile_: bool | str | None,
 def length_bucket(length: int) -> int:
     """The smallest of 4, 5, 6, 7 x 2^k (k >= 2, so at least 16) that holds ``length``:
     at most 25% padding, four prompt lengths per doubling."""
-    scale = 4
-    while True:
-        for step in (4, 5, 6, 7):
-            if step * scale >= length:
-                return step * scale
-        scale *= 2
+    return bucket_up(length, smallest=16)
 
 
 def pad_left(inputs: dict, length: int, pad_token_id: int) -> dict:
@@ -170,9 +167,13 @@ class HFPredictor:
     def generate(self, requests: Sequence[Request]) -> list[list[str]]:
         if not requests:
             return []
-        decoded = self.processor.batch_decode(self.new_token_ids(requests), skip_special_tokens=True)
         n = self.decoding.num_samples
-        return [decoded[i * n:(i + 1) * n] for i in range(len(requests))]
+        asked = len(requests)
+        if self.fixed_shapes:  # a batch size off the ladder: padded up, the copies dropped
+            requests = pad_requests(requests, bucket_up(asked))
+        ids = self.new_token_ids(requests)[:asked * n]  # each request's n rows are adjacent
+        decoded = self.processor.batch_decode(ids, skip_special_tokens=True)
+        return [decoded[i * n:(i + 1) * n] for i in range(asked)]
 
     def expected_scores(self, requests: Sequence[Request],
                         values: Sequence[int] = (1, 2, 3, 4, 5)) -> list[tuple[float, float]]:

@@ -38,7 +38,8 @@ class Predictor(Protocol):
     """Anything that maps requests to ``num_samples`` completions each, in order.
 
     Optional: ``text_tokens(messages, add_vision_id) -> int`` (the prompt's text tokens,
-    for batches by tokens) and ``fixed_shapes`` (batches of 1, 2, 4, ... items).
+    for batches by tokens), ``fixed_shapes`` (batch sizes from a fixed set of buckets) and
+    ``call_limits`` (a ``BatchLimits`` of its own: a backend that schedules by itself).
     """
 
     def generate(self, requests: Sequence[Request]) -> list[list[str]]: ...
@@ -80,7 +81,11 @@ def text_counter(predictor: Predictor, prompt: ItemPrompt) -> Callable[[int], in
 
 
 def batch_limits(batch_size: int, batch_tokens: int | None, predictor: Predictor) -> BatchLimits:
-    """The limits for ``predictor``: batches of 1, 2, 4, ... items when it compiles."""
+    """The limits for ``predictor``: its own ``call_limits`` if it has some (vLLM), else
+    ``batch_size`` and ``batch_tokens``, with bucketed sizes when it compiles."""
+    own = getattr(predictor, "call_limits", None)
+    if own is not None:
+        return own
     return BatchLimits(batch_size, batch_tokens, bool(getattr(predictor, "fixed_shapes", False)))
 
 
@@ -91,7 +96,7 @@ def predict_batch(batch: Sequence[Loaded], predictor: Predictor, prompt: ItemPro
     ``sample_preds`` with several samples); a failed item has ``pred: null`` and ``error``.
     """
     ready = [item for item in batch if item.error is None]
-    requests = [prompt.request(item.images) for item in ready]
+    requests = [prompt.request(item.images, item.record.id) for item in ready]
     outputs = predictor.generate(requests) if requests else []
     if len(outputs) != len(requests):
         raise RuntimeError(f"predictor returned {len(outputs)} results for {len(requests)} requests")

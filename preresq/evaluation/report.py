@@ -125,9 +125,10 @@ def markdown_table(results: Mapping) -> str:
 
 
 def write_report(out: str | os.PathLike, benchmarks: Mapping[str, Mapping], identity: Mapping,
-                 title: str, model_path: str | None = None) -> dict:
+                 title: str, model_path: str | None = None, plots: bool = False) -> dict:
     """``results.json`` and ``results.md`` in ``out`` (the table also printed); returns the
-    results dict."""
+    results dict. ``plots``: whether ``plots/`` was written too (the closing line says only
+    what was written)."""
     out = Path(out)
     results = {"benchmarks": dict(benchmarks), "mean": mean_row(benchmarks),
                "identity": dict(identity), "model_path": model_path}
@@ -135,7 +136,9 @@ def write_report(out: str | os.PathLike, benchmarks: Mapping[str, Mapping], iden
     table = markdown_table(results)
     (out / "results.md").write_text(f"# {title}\n\n{table}", encoding="utf-8")
     print(table)
-    print(f"predictions, results.json, results.md and plots in {out}")
+    written = "predictions, results.json, results.md and plots" if plots else \
+        "predictions, results.json and results.md"
+    print(f"{written} in {out}")
     return results
 
 

@@ -26,12 +26,15 @@ class Request:
     """One item to generate for: the chat messages (with image slots) and the images.
 
     ``add_vision_id`` asks the chat template to write "Picture 1:" before each image, as
-    some peers' scripts do (``prompt.<modality>.add_vision_id``).
+    some peers' scripts do (``prompt.<modality>.add_vision_id``). ``item_id``: the
+    benchmark item asked about, where there is one (a sampling backend seeds each item
+    from it: ``preresq.decoding.item_seed``).
     """
 
     messages: list[dict]
     images: list[Image.Image]
     add_vision_id: bool = False
+    item_id: str | None = None
 
 
 @dataclass
@@ -68,8 +71,8 @@ class ItemPrompt:
             messages = [system, *messages]
         return messages
 
-    def request(self, images: list[Image.Image]) -> Request:
-        return Request(self.messages(len(images)), images, self.add_vision_id)
+    def request(self, images: list[Image.Image], item_id: str | None = None) -> Request:
+        return Request(self.messages(len(images)), images, self.add_vision_id, item_id)
 
     def texts(self) -> dict:
         """The words the model is asked with (for an output folder's identity)."""

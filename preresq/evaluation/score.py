@@ -40,7 +40,7 @@ from pathlib import Path
 
 from preresq.evaluation.scorer import VIDEO_EXTENSIONS, Scorer, modality_of, reasoning_of
 
-__all__ = ["main", "score_files", "score_items", "format_text", "split_arguments", "modality_of",
+__all__ = ["main", "score_files", "score_items", "format_text", "printable", "split_arguments", "modality_of",
            "reasoning_of", "with_default_model", "VIDEO_EXTENSIONS"]
 
 def split_arguments(args: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -84,21 +84,31 @@ def score_files(paths: Sequence[str | Path], cfg, predictor=None) -> list[dict]:
     return [r.to_dict() for r in Scorer(cfg, predictor).score([Path(p) for p in paths])]
 
 
+def printable(text) -> str:
+    """``text`` on one line, safe for a terminal: runs of whitespace become one space and
+    every other character that is not printable (escape sequences, NUL, DEL, C1 controls,
+    bidirectional overrides) is written as ``repr`` writes it (``\\x1b``, ``\\u202e``), so
+    a model's completion or a file name cannot move the cursor, recolour or hide text."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in " ".join(str(text).split()))
+
+
 def format_text(results: Sequence[dict]) -> str:
-    """Human-readable lines: path, score and sub-scores, then the reasoning indented."""
+    """Human-readable lines: path, score and sub-scores, then the reasoning indented
+    (model text and file names through ``printable``)."""
     lines = []
     for r in results:
+        path = printable(r["path"])
         if r.get("error"):
-            lines.append(f"{r['path']}: error: {r['error']}")
+            lines.append(f"{path}: error: {printable(r['error'])}")
             continue
         if r["score"] is None:
-            lines.append(f"{r['path']}: no score (the answer held no valid rating)")
+            lines.append(f"{path}: no score (the answer held no valid rating)")
         else:
             subs = " ".join(f"{s:.2f}" for s in r["subscores"] or [])
-            lines.append(f"{r['path']}: {r['score']:.2f}" + (f"  [{subs}]" if subs else ""))
+            lines.append(f"{path}: {r['score']:.2f}" + (f"  [{subs}]" if subs else ""))
         text = r["reasoning"] if r["reasoning"] is not None else r["completion"]
         label = "reasoning" if r["reasoning"] is not None else "completion"
-        lines.append(f"  {label}: {' '.join(str(text).split())}")
+        lines.append(f"  {label}: {printable(text)}")
     return "\n".join(lines)
 
 

@@ -4,6 +4,14 @@
     >>> scorer = Scorer.from_pretrained("/runs/iqa/final")            # doctest: +SKIP
     >>> [s.score for s in scorer.score(["a.jpg", "clip.mp4"])]         # doctest: +SKIP
     [3.82, 2.41]
+    >>> [s.score for s in scorer(torch.rand(2, 3, 224, 224))]          # doctest: +SKIP
+    [2.95, 3.10]
+
+Inputs are paths (images or videos, by extension), PIL images, torch tensors ``(3, H, W)``
+or ``(N, 3, H, W)`` (float in [0, 1] or uint8, any device), numpy ``(H, W, 3)`` uint8
+arrays, or lists of these; with ``modality="video"``, a ``(T, 3, H, W)`` tensor or a list
+of frames is one video (``preresq.evaluation.tensor_input``). ``preresq.create_metric``
+wraps a scorer in pyiqa's conventions (``preresq.metric``).
 
 ``from_pretrained`` takes a checkpoint folder, a hub id or a model preset name
 (``configs/model/``: ``visualquality_r1``, ``q_insight``, ``preresq_r1``, ``tiny``...) and
@@ -65,11 +73,13 @@ def reasoning_of(completion: str | None) -> str | None:
 
 def file_images(source, modality: str, min_pixels: int, max_pixels: int,
                 video_cfg: dict | None = None) -> list:
-    """The images the model sees for one input (a path or a PIL image), by the loaders
-    evaluation uses."""
+    """The images the model sees for one input (a path, a PIL image or a video's
+    ``Frames``), by the loaders evaluation uses."""
     from preresq.data.rows import media_views, resize_image
+    from preresq.evaluation.tensor_input import Frames
 
-    views = media_views(source, modality, video_cfg)
+    views = source.views(video_cfg) if isinstance(source, Frames) else \
+        media_views(source, modality, video_cfg)
     return [resize_image(view, min_pixels, max_pixels) for view in views]
 
 
@@ -98,11 +108,18 @@ def overrides_of(options: Mapping, prefix: str = "") -> list[str]:
 class _Item:
     """An input shaped like a record for the prediction helpers (no MOS)."""
 
-    def __init__(self, source, index: int) -> None:
+    def __init__(self, source, index: int, modality: str | None = None) -> None:
+        from preresq.evaluation.tensor_input import Frames
+
         self.source = source
         self.index = index
-        self.path = None if isinstance(source, Image.Image) else str(source)
-        self.id = self.path or f"<image {index}>"
+        in_memory = isinstance(source, (Image.Image, Frames))
+        self.path = None if in_memory else str(source)
+        if modality is None:
+            modality = "video" if isinstance(source, Frames) else \
+                "image" if in_memory else modality_of(source)
+        self.modality = modality
+        self.id = self.path or f"<{modality} {index}>"
         self.score = None
 
 
@@ -112,23 +129,30 @@ class Scorer:
     Args:
         cfg: a composed ``configs/eval.yaml``.
         predictor: use this instead of building ``cfg.predictor`` (tests).
+        device: where the model runs (``"cuda:1"``, a ``torch.device``); None: this
+            process's GPU, else the CPU. vLLM places its engine itself.
     """
 
-    def __init__(self, cfg, predictor=None) -> None:
+    def __init__(self, cfg, predictor=None, device=None) -> None:
         from preresq.decoding import Decoding
 
         self.cfg = cfg
         self.decoding = Decoding.from_cfg(cfg)
         if predictor is None:
+            import torch
+
             from preresq.evaluation.evaluate import build_predictor, images_per_prompt, model_folder
             from preresq.evaluation.processes import Processes
 
-            predictor = build_predictor(cfg, model_folder(cfg), self.decoding, Processes().device(),
+            device = Processes().device() if device is None else torch.device(device)
+            predictor = build_predictor(cfg, model_folder(cfg), self.decoding, device,
                                         images_per_prompt(cfg, ("image", "video")))
+        self.device = device
         self.predictor = predictor
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, predictor=None, **overrides) -> Scorer:
+    def from_pretrained(cls, name_or_path: str | Path, predictor=None, device=None,
+                        **overrides) -> Scorer:
         """A scorer for a checkpoint folder, hub id or model preset, with config overrides."""
         from preresq.config import compose
         from preresq.paths import CONFIG_DIR
@@ -136,21 +160,35 @@ class Scorer:
         name = str(name_or_path)
         preset = (CONFIG_DIR / "model" / f"{name}.yaml").is_file() and not Path(name).exists()
         args = [f"model={name}"] if preset else [f"model.name_or_path={name}"]
-        return cls(compose("eval", args + overrides_of(overrides)), predictor)
+        return cls(compose("eval", args + overrides_of(overrides)), predictor, device)
 
-    def score(self, inputs, batch_size: int | None = None) -> list[ItemScore] | ItemScore:
-        """Score paths (images or videos, by extension) and/or PIL images, in order.
+    def __call__(self, inputs, batch_size: int | None = None,
+                 modality: str | None = None) -> list[ItemScore] | ItemScore:
+        """The same as ``score``."""
+        return self.score(inputs, batch_size, modality)
 
-        A single input gives a single ``ItemScore``; a list gives a list.
+    def score(self, inputs, batch_size: int | None = None,
+              modality: str | None = None) -> list[ItemScore] | ItemScore:
+        """Score images and videos, in order (the inputs of the module docstring).
+
+        One image or video (a path, a PIL image, a ``(3, H, W)`` tensor, an ``(H, W, 3)``
+        array; with ``modality="video"`` a ``(T, 3, H, W)`` tensor or a list of frames)
+        gives one ``ItemScore``; a list or a batch gives a list.
+
+        Args:
+            batch_size: the most items per generate call (default ``cfg.batch_size``).
+            modality: None reads paths by extension and pictures in memory as images;
+                ``"image"`` or ``"video"`` reads every input as that.
         """
         from omegaconf import OmegaConf
 
         from preresq.evaluation.batching import PromptLengths, batches_of, load_ahead, source_tokens
         from preresq.evaluation.predict import batch_limits, predict_batch, text_counter
         from preresq.evaluation.requests import ItemPrompt
+        from preresq.evaluation.tensor_input import as_sources
 
-        single = isinstance(inputs, (str, Path, Image.Image))
-        items = [_Item(x, i) for i, x in enumerate([inputs] if single else list(inputs))]
+        sources, single = as_sources(inputs, modality)
+        items = [_Item(x, i, modality) for i, x in enumerate(sources)]
         if self.decoding.do_sample:
             import torch
 
@@ -162,8 +200,7 @@ class Scorer:
         limits = batch_limits(int(batch_size or cfg.batch_size), cfg.get("batch_tokens"), self.predictor)
         results: dict[int, ItemScore] = {}
         for modality in ("image", "video"):
-            mine = [it for it in items if (it.path is None and modality == "image")
-                    or (it.path is not None and modality_of(it.path) == modality)]
+            mine = [it for it in items if it.modality == modality]
             if not mine:
                 continue
             prompt = ItemPrompt.from_cfg(cfg.prompt.get(modality), modality)

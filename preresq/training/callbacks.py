@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import weakref
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -54,6 +55,15 @@ def validation_records(cfg: DictConfig):
     return (records[: int(limit)] if limit else records), card
 
 
+def checkpointing_kwargs(args) -> dict | None:
+    """The kwargs gradient checkpointing runs with (transformers 5.2x also calls them
+    ``activation_checkpointing_kwargs``; TRL reads ``gradient_checkpointing_kwargs``)."""
+    kwargs = getattr(args, "gradient_checkpointing_kwargs", None)
+    if kwargs is None:
+        kwargs = getattr(args, "activation_checkpointing_kwargs", None)
+    return kwargs
+
+
 def _zero3(accelerator) -> bool:
     plugin = getattr(accelerator.state, "deepspeed_plugin", None)
     return plugin is not None and plugin.zero_stage == 3
@@ -75,6 +85,10 @@ class ValidationCallback(TrainerCallback):
     the same numbers one process would. With ZeRO-3 and ``ds3_gather_for_generation=false``
     the weights stay partitioned, every decoding step needs every rank: all ranks then
     score all items. Rank 0 writes.
+
+    The callback holds its trainer by a weak reference: the trainer holds its callbacks, and
+    a strong reference back made a cycle that kept a finished stage's trainer (and what it
+    still held) alive until the garbage collector happened to run, into the next stage.
     """
 
     def __init__(self, cfg: DictConfig, output_dir: str | Path):
@@ -89,10 +103,18 @@ class ValidationCallback(TrainerCallback):
         self.records, self.card = validation_records(cfg)
         self.prompt = cfg.prompt[self.card.modality]
         self.best = -math.inf
-        self.trainer = None
+        self._trainer = None
 
     def attach(self, trainer) -> None:
-        self.trainer = trainer
+        self._trainer = weakref.ref(trainer)
+
+    @property
+    def trainer(self):
+        trainer = self._trainer() if self._trainer is not None else None
+        if trainer is None:
+            raise RuntimeError("ValidationCallback: no trainer attached (or it was released); "
+                               "build_trainer attaches it")
+        return trainer
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.global_step == 0:
@@ -103,6 +125,8 @@ class ValidationCallback(TrainerCallback):
             self._validate(state)
 
     def on_train_end(self, args, state, control, **kwargs):
+        if state.global_step < state.max_steps:
+            return  # stopped by a signal: the scheduler's grace period is for the save, not this
         if state.global_step % self.every != 0:
             self._validate(state)
 
@@ -129,8 +153,13 @@ class ValidationCallback(TrainerCallback):
 
         log.info("validation at step %d: process %d of %d scores %d of %d items", state.global_step,
                  rank, world, len(indices), len(self.records))
+        # Checkpointing is switched off for generation and back on after it: with the run's
+        # own kwargs, as TRL's rollouts do (without them transformers re-enables it with
+        # use_reentrant=False, undoing the use_reentrant=True TRL forces for LoRA under ZeRO-3).
         with unwrap_model_for_generation(trainer.model_wrapped, accelerator,
-                                         gather_deepspeed3_params=gathered) as model:
+                                         gather_deepspeed3_params=gathered,
+                                         gradient_checkpointing_kwargs=checkpointing_kwargs(trainer.args),
+                                         ) as model:
             was_training = model.training
             predictor = HFPredictor(model, trainer.processing_class,
                                     Decoding(max_new_tokens=self.max_new_tokens),

@@ -1,8 +1,9 @@
 """The memory plan: GPU memory per device of each training stage, estimated before loading.
 
-Everything here is arithmetic on the model's architecture (its config: no weights are
-read) and on the stage's schedule (``preresq.training.schedule``). This docstring is the one
-place the formula is written down; README's training section points here.
+Everything here is arithmetic on the model's architecture (its config, counted by
+``preresq.training.model_sizes``: no weights are read) and on the stage's schedule
+(``preresq.training.schedule``). This docstring is the one place the formula is written
+down; docs/training.md points here.
 
 Notation (per stage)
 --------------------
@@ -56,9 +57,23 @@ Then the largest of three phases:
 - optimizer step (DeepSpeed): the fp32 copy of the gradient partition, ``4 T / N`` (at most
   DeepSpeed's ``sub_group_size`` of 1e9 parameters under ZeRO-3).
 
-Colocated vLLM (``trainer.args.use_vllm`` with ``vllm_mode: colocate``) adds
-``vllm_gpu_memory_utilization`` of the GPU to every phase (known only with
-``gpu_memory_gib``), and replaces the HF generation terms.
+Colocated vLLM (``trainer.args.use_vllm`` with ``vllm_mode: colocate``; known only with
+``gpu_memory_gib``) holds ``vllm_gpu_memory_utilization`` of the GPU while it generates: the
+generation phase counts that instead of the HF generation terms. With sleep mode (the
+default when colocated) TRL puts the engine to sleep after every rollout (level 2: weights
+and KV cache released), so the other phases count only what a sleeping engine keeps
+(``VLLM_ASLEEP_GIB``: CUDA graphs and buffers outside vLLM's sleep pool; a guess until the
+GPU check measures it); without sleep mode the engine's share stays in every phase.
+
+Validation (``validation.enabled``) adds a fourth phase: under ZeRO-3 the whole policy is
+gathered (``w P``) while ``validation.batch_size`` items of up to ``model.max_pixels`` each
+(capped by the validation card's ``max_image_pixels``) are decoded greedily for ``validation.max_new_tokens`` (its KV cache and prefill as above).
+
+Headroom: the estimate is calibrated on ``torch.cuda.max_memory_allocated``; the GPU also
+holds what the caching allocator does not count: the CUDA context and kernels (~0.5 GiB),
+NCCL's buffers (some hundred MiB per communicator) and the allocator's fragmentation
+(reserved above allocated, some percent). A stage fits when the estimate plus
+``HEADROOM_GIB`` + ``FRAGMENTATION`` x estimate is at most the GPU's memory.
 
 How well it matches (``tests/test_memory_plan.py::test_calibration_against_the_measured_peaks``)
 -----------------------------------------------------------------------------------------------
@@ -81,10 +96,17 @@ from __future__ import annotations
 
 import json
 import math
-import re
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from preresq.training.model_sizes import (
+    MemoryPlanError,
+    ModelSizes,
+    lora_parameters,
+    model_sizes,
+    parameter_counts,
+    plain_dict,
+)
 
 GIB = 2**30
 DS_BF16_TRAINABLE = 16    # bf16 weight 2 + gradient 2 + fp32 master 4 + Adam m, v 8
@@ -93,138 +115,10 @@ DS_SUB_GROUP = 10**9      # DeepSpeed's default zero_optimization.sub_group_size
 PROMPT_CHARS_PER_TOKEN = 4
 CHAT_TEMPLATE_TOKENS = 32
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+VLLM_ASLEEP_GIB = 1.0     # what a sleeping colocated engine keeps (unmeasured: the GPU check measures it)
+HEADROOM_GIB = 1.5        # CUDA context and kernels + NCCL buffers, outside the allocator's count
+FRAGMENTATION = 0.05      # reserved above allocated, as a share of the estimate
 ZERO_STAGES = ("none", "zero1", "zero2", "zero3", "zero3_offload")
-
-
-class MemoryPlanError(RuntimeError):
-    """The plan does not fit the GPU, or cannot be made from the config."""
-
-
-@dataclass(frozen=True)
-class ModelSizes:
-    """The dimensions of a Qwen2.5-VL (or Qwen2-VL) that set its parameter count."""
-
-    vocab: int
-    hidden: int
-    intermediate: int
-    layers: int
-    heads: int
-    kv_heads: int
-    tied: bool
-    vision_hidden: int
-    vision_intermediate: int     # Qwen2-VL: hidden x mlp_ratio
-    vision_depth: int
-    vision_out: int              # the merger's output width (the language model's)
-    vision_kind: str = "qwen2_5_vl"   # or "qwen2_vl" (LayerNorm, plain MLP)
-    patch: int = 14
-    temporal_patch: int = 2
-    merge: int = 2
-    in_channels: int = 3
-
-    @property
-    def kv(self) -> int:
-        return self.kv_heads * (self.hidden // self.heads)
-
-
-def sizes_from_hf(config: Mapping) -> ModelSizes:
-    """``ModelSizes`` from a Qwen2.5-VL / Qwen2-VL ``config.json`` (text fields at the top
-    level, as on the hub, or under ``text_config``, as transformers 5 writes them)."""
-    text = dict(config.get("text_config") or config)
-    vision = dict(config["vision_config"])
-    kind = str(config.get("model_type", "qwen2_5_vl"))
-    tied = bool(config.get("tie_word_embeddings", text.get("tie_word_embeddings", False)))
-    if kind == "qwen2_vl":
-        width = int(vision["embed_dim"])
-        vision_sizes = dict(vision_hidden=width, vision_intermediate=int(width * vision.get("mlp_ratio", 4)),
-                            vision_out=int(vision.get("hidden_size", text["hidden_size"])))
-    elif kind == "qwen2_5_vl":
-        vision_sizes = dict(vision_hidden=int(vision["hidden_size"]),
-                            vision_intermediate=int(vision["intermediate_size"]),
-                            vision_out=int(vision.get("out_hidden_size", text["hidden_size"])))
-    else:
-        raise MemoryPlanError(f"the memory plan knows Qwen2.5-VL and Qwen2-VL, not model_type {kind!r}")
-    return ModelSizes(vocab=int(text["vocab_size"]), hidden=int(text["hidden_size"]),
-                      intermediate=int(text["intermediate_size"]), layers=int(text["num_hidden_layers"]),
-                      heads=int(text["num_attention_heads"]), kv_heads=int(text["num_key_value_heads"]),
-                      tied=tied, vision_depth=int(vision["depth"]), vision_kind=kind,
-                      patch=int(vision.get("patch_size", 14)),
-                      temporal_patch=int(vision.get("temporal_patch_size", 2)),
-                      merge=int(vision.get("spatial_merge_size", 2)),
-                      in_channels=int(vision.get("in_channels", 3)), **vision_sizes)
-
-
-def sizes_from_tiny(settings: Mapping) -> ModelSizes:
-    """The tiny model's sizes (``model.tiny``; see ``preresq.models.tiny``), its vocabulary
-    being the byte-level BPE plus Qwen's special tokens."""
-    from preresq.models.tiny import DEFAULTS, SPECIAL_TOKENS
-
-    s = {**DEFAULTS, **dict(settings)}
-    vision = (dict(embed_dim=s["vision_hidden_size"], mlp_ratio=2, hidden_size=s["text_hidden_size"])
-              if s["architecture"] == "qwen2_vl" else
-              dict(hidden_size=s["vision_hidden_size"], intermediate_size=s["vision_intermediate_size"],
-                   out_hidden_size=s["text_hidden_size"]))
-    return sizes_from_hf({
-        "model_type": s["architecture"], "tie_word_embeddings": False,
-        "text_config": dict(vocab_size=s["bpe_vocab_size"] + len(SPECIAL_TOKENS),
-                            hidden_size=s["text_hidden_size"], intermediate_size=s["text_intermediate_size"],
-                            num_hidden_layers=s["text_layers"], num_attention_heads=s["text_heads"],
-                            num_key_value_heads=s["text_kv_heads"]),
-        "vision_config": dict(depth=s["vision_depth"], **vision)})
-
-
-def linear_layers(m: ModelSizes) -> list[tuple[str, int, int, bool]]:
-    """Every linear layer as (module name, in features, out features, has bias), named as in
-    transformers' Qwen2.5-VL (what peft's ``target_modules`` are matched against)."""
-    H, F, kv = m.hidden, m.intermediate, m.kv
-    out = []
-    for i in range(m.layers):
-        p = f"model.language_model.layers.{i}."
-        out += [(p + "self_attn.q_proj", H, H, True), (p + "self_attn.k_proj", H, kv, True),
-                (p + "self_attn.v_proj", H, kv, True), (p + "self_attn.o_proj", H, H, False),
-                (p + "mlp.gate_proj", H, F, False), (p + "mlp.up_proj", H, F, False),
-                (p + "mlp.down_proj", F, H, False)]
-    Hv, Iv = m.vision_hidden, m.vision_intermediate
-    for i in range(m.vision_depth):
-        p = f"model.visual.blocks.{i}."
-        out += [(p + "attn.qkv", Hv, 3 * Hv, True), (p + "attn.proj", Hv, Hv, True)]
-        if m.vision_kind == "qwen2_vl":
-            out += [(p + "mlp.fc1", Hv, Iv, True), (p + "mlp.fc2", Iv, Hv, True)]
-        else:
-            out += [(p + "mlp.gate_proj", Hv, Iv, True), (p + "mlp.up_proj", Hv, Iv, True),
-                    (p + "mlp.down_proj", Iv, Hv, True)]
-    merged = Hv * m.merge**2
-    out += [("model.visual.merger.mlp.0", merged, merged, True),
-            ("model.visual.merger.mlp.2", merged, m.vision_out, True)]
-    return out
-
-
-def parameter_counts(m: ModelSizes) -> dict[str, int]:
-    """Parameters of the language model (with embeddings and LM head) and of the vision tower."""
-    linear = {"text": 0, "vision": 0}
-    for name, fan_in, fan_out, bias in linear_layers(m):
-        linear["vision" if ".visual." in name else "text"] += fan_in * fan_out + (fan_out if bias else 0)
-    text = linear["text"] + m.vocab * m.hidden * (1 if m.tied else 2) + m.hidden * (2 * m.layers + 1)
-    norm = 2 if m.vision_kind == "qwen2_vl" else 1   # LayerNorm has a bias, RMSNorm does not
-    vision = (linear["vision"] + m.in_channels * m.temporal_patch * m.patch**2 * m.vision_hidden
-              + norm * m.vision_hidden * (2 * m.vision_depth + 1))
-    return {"text": text, "vision": vision, "total": text + vision}
-
-
-def lora_parameters(m: ModelSizes, r: int, target_modules) -> int:
-    """Adapter parameters: ``r (in + out)`` per targeted linear layer, matched as peft does
-    (a string is a regular expression for the whole name; a list, name suffixes)."""
-    if isinstance(target_modules, str):
-        if target_modules == "all-linear":
-            raise MemoryPlanError("model.lora.target_modules='all-linear' is not modelled by the "
-                                  "memory plan; list the modules or give a regular expression")
-        hit = lambda name: re.fullmatch(target_modules, name) is not None  # noqa: E731
-    else:
-        names = [str(t) for t in target_modules]
-        hit = lambda name: any(name == t or name.endswith("." + t) for t in names)  # noqa: E731
-    total = sum(r * (fan_in + fan_out) for name, fan_in, fan_out, _ in linear_layers(m) if hit(name))
-    if total == 0:
-        raise MemoryPlanError(f"model.lora.target_modules={target_modules!r} matches no linear layer")
-    return total
 
 
 @dataclass(frozen=True)
@@ -244,7 +138,11 @@ class MemoryInputs:
     freeze_vision: bool = False
     lora_parameters: int = 0       # > 0: LoRA (base frozen)
     beta: float = 0.0
-    vllm_gib: float = 0.0          # colocated vLLM's share (0: HF generation)
+    vllm_gib: float = 0.0          # colocated vLLM's share while it generates (0: HF generation)
+    vllm_sleeps: bool = True       # asleep (VLLM_ASLEEP_GIB) outside generation
+    validation_batch: int = 0      # > 0: a validation phase (items decoded at once)
+    validation_visual_tokens: int = 0
+    validation_new_tokens: int = 0
 
     def __post_init__(self) -> None:
         if self.zero not in ZERO_STAGES:
@@ -264,8 +162,17 @@ class MemoryEstimate:
     def per_device_gib(self) -> float:
         return max(self.phases_gib.values())
 
+    @property
+    def headroom_gib(self) -> float:
+        """What the GPU must have beyond the estimate (see the module docstring)."""
+        return HEADROOM_GIB + FRAGMENTATION * self.per_device_gib
+
+    def fits(self, gpu_gib: float) -> bool:
+        return self.per_device_gib + self.headroom_gib <= gpu_gib
+
     def to_json(self) -> dict:
-        return {"memory_per_device_gib": round(self.per_device_gib, 2), **asdict(self)}
+        return {"memory_per_device_gib": round(self.per_device_gib, 2),
+                "headroom_gib": round(self.headroom_gib, 2), **asdict(self)}
 
 
 def layer_bytes(width: int, kv: int, mlp: int, with_gradients: bool) -> int:
@@ -304,16 +211,23 @@ def estimate(x: MemoryInputs) -> MemoryEstimate:
     reference = 0.0
     if x.beta > 0 and not lora:
         reference = 0.0 if offload else w * base / (n if zero3 else 1)
-    held = sum(states.values()) + reference + x.vllm_gib * GIB
+    vllm_awake = x.vllm_gib * GIB
+    vllm_resident = min(VLLM_ASLEEP_GIB * GIB, vllm_awake) if x.vllm_sleeps else vllm_awake
+    held = sum(states.values()) + reference + vllm_resident
 
     S = x.visual_tokens + x.prompt_tokens + x.completion_tokens
     H, F, kv, L = m.hidden, m.intermediate, m.kv, m.layers
+    whole = w * base if zero3 else 0.0   # ZeRO-3 gathers the whole policy to generate
+
+    def decoding(items: int, seq: int, new: int) -> tuple[float, float]:
+        """KV cache and prefill transient of ``items`` sequences of ``seq`` tokens."""
+        return items * seq * L * 2 * kv * w, items * (seq - new) * 3 * F * w
+
     if x.vllm_gib:
         gathered = kv_cache = prefill = 0.0
     else:
-        gathered = w * base if zero3 else 0.0
-        kv_cache = x.generation_batch * S * L * 2 * kv * w
-        prefill = x.generation_batch * (S - x.completion_tokens) * 3 * F * w
+        gathered = whole
+        kv_cache, prefill = decoding(x.generation_batch, S, x.completion_tokens)
     tokens = x.micro_batch * S
     vision_trains = not lora and not x.freeze_vision
     patches = x.micro_batch * x.visual_tokens * m.merge**2 if vision_trains else 0
@@ -331,17 +245,24 @@ def estimate(x: MemoryInputs) -> MemoryEstimate:
     working = w * m.vocab * H if zero3 else 0.0
     fp32_grads = 4 * min(trainable / n, DS_SUB_GROUP if zero3 else trainable) if deepspeed and not offload else 0.0
 
-    terms = {**states, "reference": reference, "vllm": x.vllm_gib * GIB,
+    terms = {**states, "reference": reference, "vllm": vllm_awake, "vllm_asleep": vllm_resident,
              "generation_gathered_weights": gathered, "kv_cache": kv_cache, "prefill": prefill,
              "checkpointed_activations" if x.gradient_checkpointing else "activations": saved,
              "layer_recompute" if x.gradient_checkpointing else "last_layer_gradients": layer,
              "lora_inputs": lora_inputs, "zero3_gathered_module": working,
              "step_fp32_gradients": fp32_grads}
-    phases = {"generation": held + gathered + kv_cache + prefill,
+    phases = {"generation": held - vllm_resident + vllm_awake + gathered + kv_cache + prefill,
               "training": held + saved + layer + lora_inputs + working,
               "optimizer_step": held + fp32_grads}
+    if x.validation_batch:
+        val_seq = x.validation_visual_tokens + x.prompt_tokens + x.validation_new_tokens
+        val_kv, val_prefill = decoding(x.validation_batch, val_seq, x.validation_new_tokens)
+        terms.update(validation_gathered_weights=whole, validation_kv_cache=val_kv,
+                     validation_prefill=val_prefill)
+        phases["validation"] = held + whole + val_kv + val_prefill
     result = MemoryEstimate(parameters=base + (trainable if lora else 0), trainable_parameters=trainable)
-    result.terms_gib = {k: round(v / GIB, 3) for k, v in terms.items() if v or k != "vllm"}
+    result.terms_gib = {k: round(v / GIB, 3) for k, v in terms.items()
+                        if v or k not in ("vllm", "vllm_asleep")}
     result.phases_gib = {k: round(v / GIB, 3) for k, v in phases.items()}
     return result
 
@@ -349,38 +270,11 @@ def estimate(x: MemoryInputs) -> MemoryEstimate:
 # --- the adapter from configs -------------------------------------------------------------
 
 
-def model_sizes(model_cfg) -> tuple[ModelSizes, str]:
-    """The policy's sizes and where they came from: a local ``config.json`` (the folder that
-    will load), the ``model.tiny`` settings, or the ``model.sizes`` block of the model config."""
-    name = model_cfg.get("name_or_path")
-    if name and (Path(str(name)) / "config.json").is_file():
-        path = Path(str(name)) / "config.json"
-        return sizes_from_hf(json.loads(path.read_text())), str(path)
-    if name and (Path(str(name)) / "adapter_config.json").is_file():
-        base = json.loads((Path(str(name)) / "adapter_config.json").read_text())["base_model_name_or_path"]
-        return model_sizes({**_plain(model_cfg), "name_or_path": base})
-    if not name and model_cfg.get("tiny"):
-        return sizes_from_tiny(_plain(model_cfg["tiny"])), "model.tiny"
-    sizes = model_cfg.get("sizes")
-    if sizes:
-        return sizes_from_hf(_plain(sizes)), "model.sizes"
-    raise MemoryPlanError(
-        f"the memory plan needs the policy's architecture: model.name_or_path={name!r} is not a "
-        f"local folder with config.json and the model config has no `sizes` block (copy "
-        f"text_config/vision_config from the model's config.json, see configs/model/qwen2_5_vl_7b.yaml)")
-
-
-def _plain(node) -> dict:
-    from omegaconf import DictConfig, OmegaConf
-
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
-
-
 def zero_setup(cfg) -> str:
     """One of ``ZERO_STAGES``, read from the DeepSpeed config file (``none``: no DeepSpeed)."""
-    from preresq.training.train import _deepspeed_path
+    from preresq.training.deepspeed_config import deepspeed_config_path
 
-    path = _deepspeed_path(cfg)
+    path = deepspeed_config_path(cfg)
     if path is None:
         return "none"
     zero = json.loads(Path(path).read_text()).get("zero_optimization", {})
@@ -416,7 +310,28 @@ def item_visual_tokens(cfg) -> int:
     pixels = int(cfg.model.max_pixels)
     if modality == "image" and cfg.data.get("max_image_pixels"):
         pixels = min(pixels, int(cfg.data.max_image_pixels))
-    video = _plain(cfg.video) if modality == "video" and cfg.get("video") else None
+    video = plain_dict(cfg.video) if modality == "video" and cfg.get("video") else None
+    return visual_tokens(modality, pixels, 1, video)
+
+
+def validation_visual_tokens(cfg) -> int:
+    """Visual tokens of one validation item: ``model.max_pixels``, capped by the largest image
+    of the validation set when its card states it (``validation.benchmark``, or the data's
+    own card for its val split)."""
+    from preresq.training.vllm import visual_tokens
+
+    pixels = int(cfg.model.max_pixels)
+    name = cfg.validation.get("benchmark")
+    if name:
+        from preresq.data.benchmarks import load_card
+
+        card = load_card(str(name), paths=cfg.paths)
+        modality, largest = card.modality, card.max_image_pixels
+    else:
+        modality, largest = str(cfg.data.modality), cfg.data.get("max_image_pixels")
+    if modality == "image" and largest:
+        pixels = min(pixels, int(largest))
+    video = plain_dict(cfg.video) if modality == "video" and cfg.get("video") else None
     return visual_tokens(modality, pixels, 1, video)
 
 
@@ -427,14 +342,19 @@ def stage_inputs(cfg, plan, gpu_gib: float | None = None) -> MemoryInputs:
     lora = cfg.model.get("lora")
     adapters = 0
     if lora:
-        lora = _plain(lora)
+        lora = plain_dict(lora)
         adapters = lora_parameters(sizes, int(lora["r"]), lora["target_modules"])
     dtype = str(cfg.model.get("dtype") or "float32")
     if dtype not in DTYPE_BYTES:
         raise MemoryPlanError(f"model.dtype={dtype!r}: the memory plan knows {sorted(DTYPE_BYTES)}")
     vllm_gib = 0.0
-    if args.get("use_vllm") and args.get("vllm_mode", "colocate") == "colocate" and gpu_gib:
+    colocate = bool(args.get("use_vllm")) and args.get("vllm_mode", "colocate") == "colocate"
+    if colocate and gpu_gib:
         vllm_gib = float(args.get("vllm_gpu_memory_utilization") or 0.0) * gpu_gib
+    sleeps = args.get("vllm_enable_sleep_mode")   # null: on when colocated (train.grpo_args)
+    validation = cfg.get("validation") or {}
+    val_batch = int(validation.get("batch_size") or 16) if validation.get("enabled") else 0
+    val_new = validation.get("max_new_tokens")
     return MemoryInputs(
         sizes=sizes, world_size=plan.world_size, zero=zero_setup(cfg), weight_bytes=DTYPE_BYTES[dtype],
         micro_batch=plan.per_device_train_batch_size, generation_batch=plan.completions_per_device,
@@ -442,7 +362,10 @@ def stage_inputs(cfg, plan, gpu_gib: float | None = None) -> MemoryInputs:
         completion_tokens=int(args.max_completion_length),
         gradient_checkpointing=bool(cfg.model.get("gradient_checkpointing")),
         freeze_vision=bool(cfg.model.get("freeze_vision")), lora_parameters=adapters,
-        beta=float(args.get("beta") or 0.0), vllm_gib=vllm_gib)
+        beta=float(args.get("beta") or 0.0), vllm_gib=vllm_gib,
+        vllm_sleeps=colocate if sleeps is None else bool(sleeps), validation_batch=val_batch,
+        validation_visual_tokens=validation_visual_tokens(cfg) if val_batch else 0,
+        validation_new_tokens=int(args.max_completion_length if val_new is None else val_new))
 
 
 def plan_memory(stage_cfgs, plans, gpu_gib: float | None = None) -> list[MemoryEstimate]:
@@ -472,7 +395,7 @@ def memory_lines(names: list[str], estimates: list[MemoryEstimate], gpu_gib: flo
     for name, e in zip(names, estimates, strict=True):
         phases = ", ".join(f"{k} {_gib(v)}" for k, v in e.phases_gib.items())
         top = sorted(e.terms_gib.items(), key=lambda kv: -kv[1])[:4]
-        lines.append(f"  {name}: {_gib(e.per_device_gib)} GiB ({phases}; largest: "
+        lines.append(f"  {name}: {_gib(e.per_device_gib)} GiB + {_gib(e.headroom_gib)} headroom ({phases}; largest: "
                      + ", ".join(f"{k} {_gib(v)}" for k, v in top)
                      + f"; {_count(e.trainable_parameters)} of {_count(e.parameters)} parameters trained)")
     return lines
@@ -490,11 +413,11 @@ def check_fits(names: list[str], estimates: list[MemoryEstimate], gpu_gib: float
     """Raise ``MemoryPlanError`` naming the stages that do not fit and the ways out."""
     if gpu_gib is None:
         return
-    over = [(n, e) for n, e in zip(names, estimates, strict=True) if e.per_device_gib > gpu_gib]
+    over = [(n, e) for n, e in zip(names, estimates, strict=True) if not e.fits(gpu_gib)]
     if not over:
         return
-    what = "; ".join(f"stage {n!r} needs about {_gib(e.per_device_gib)} GiB per device"
-                     for n, e in over)
+    what = "; ".join(f"stage {n!r} needs about {_gib(e.per_device_gib)} GiB per device "
+                     f"+ {_gib(e.headroom_gib)} GiB headroom" for n, e in over)
     raise MemoryPlanError(
         f"the memory plan does not fit: {what}, the GPU has {gpu_gib:.1f} GiB "
         f"(gpu_memory_gib; null reads the CUDA device). Ways out: more GPUs "
@@ -503,8 +426,8 @@ def check_fits(names: list[str], estimates: list[MemoryEstimate], gpu_gib: float
         f"(+experiment=iqa_6k_lora), the 3B policy (model=qwen2_5_vl_3b), or ZeRO-3 with CPU "
         f"offload (trainer.deepspeed=zero3_offload: model states in host memory, slower); "
         f"a smaller trainer.max_completions_per_device shrinks the activations. The plan is an "
-        f"estimate (preresq/training/memory_plan.py says how close): to try anyway, set "
-        f"gpu_memory_gib above it.")
+        f"estimate (preresq/training/memory_plan.py says how close, and why the headroom): to "
+        f"try anyway, set gpu_memory_gib above the estimate plus the headroom.")
 
 
 def add_to_summary(summary: dict, estimates: list[MemoryEstimate], gpu_gib: float | None) -> dict:
@@ -512,7 +435,7 @@ def add_to_summary(summary: dict, estimates: list[MemoryEstimate], gpu_gib: floa
     for stage, e in zip(summary["stages"], estimates, strict=True):
         stage.update(e.to_json())
     summary["gpu_memory_gib"] = None if gpu_gib is None else round(gpu_gib, 2)
-    summary["fits"] = None if gpu_gib is None else all(e.per_device_gib <= gpu_gib for e in estimates)
+    summary["fits"] = None if gpu_gib is None else all(e.fits(gpu_gib) for e in estimates)
     return summary
 
 

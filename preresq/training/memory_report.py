@@ -8,6 +8,10 @@ the stage's ``run_info.json``, next to the plan's estimate (``preresq.training.m
 - ``step_s``: wall time of each optimizer step (generation included), CUDA synchronized;
 - ``allocated_at_start_gib``, ``peak_gib``: ``torch.cuda.memory_allocated`` before the stage,
   ``max_memory_allocated`` over the stage (the peak is reset when the report is made);
+  ``reserved_at_start_gib``, ``peak_reserved_gib``: the same for the caching allocator's
+  reserved memory (what the GPU lends torch); ``free_at_start_gib``, ``free_at_end_gib``:
+  ``torch.cuda.mem_get_info``'s free memory, which also sees what torch does not allocate
+  (CUDA context, NCCL, a vLLM engine's pool);
 - ``alloc_retries``: the allocator's ``num_alloc_retries`` during the stage (cache flushes
   and retries: a run close to the limit crawls long before it fails);
 - ``trainable_parameters``: counted with ``ds_numel`` where ZeRO-3 partitioned a parameter
@@ -53,6 +57,8 @@ class MemoryReport(TrainerCallback):
         self.cuda = _cuda()
         self.record = {"stage": stage, "device": "cpu", "estimate_gib": estimate_gib, "step_s": [],
                        "allocated_at_start_gib": None, "peak_gib": None, "alloc_retries": None,
+                       "reserved_at_start_gib": None, "peak_reserved_gib": None,
+                       "free_at_start_gib": None, "free_at_end_gib": None,
                        "parameters": None, "trainable_parameters": None}
         self._retries = 0
         if self.cuda is not None:
@@ -60,6 +66,8 @@ class MemoryReport(TrainerCallback):
             self.cuda.reset_peak_memory_stats()
             self.record["device"] = self.cuda.get_device_name()
             self.record["allocated_at_start_gib"] = round(self.cuda.memory_allocated() / GIB, 3)
+            self.record["reserved_at_start_gib"] = round(self.cuda.memory_reserved() / GIB, 3)
+            self.record["free_at_start_gib"] = round(self.cuda.mem_get_info()[0] / GIB, 3)
             self._retries = self.cuda.memory_stats().get("num_alloc_retries", 0)
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
@@ -78,6 +86,8 @@ class MemoryReport(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if self.cuda is not None:
             self.record["peak_gib"] = round(self.cuda.max_memory_allocated() / GIB, 3)
+            self.record["peak_reserved_gib"] = round(self.cuda.max_memory_reserved() / GIB, 3)
+            self.record["free_at_end_gib"] = round(self.cuda.mem_get_info()[0] / GIB, 3)
             self.record["alloc_retries"] = self.cuda.memory_stats().get("num_alloc_retries", 0) - self._retries
         if state.is_world_process_zero:
             log.info("stage %r memory: %s", self.record["stage"], json.dumps(self.record))

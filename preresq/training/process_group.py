@@ -13,6 +13,11 @@ DeepSpeed keeps its own handle on the group (``deepspeed.comm``) and sizes its b
 by it. transformers makes that handle on GPUs; a CPU run (``use_cpu``, tests) never did,
 so every ZeRO-3 process believed it was alone and refused the batch (``16 != 8 * 1 * 1``)
 under ``torchrun --nproc_per_node=2``: ``join_deepspeed`` hands it the group accelerate made.
+
+One process means one GPU. On a machine with several, transformers sets ``n_gpu`` to the
+device count and TRL refuses DataParallel (``n_gpu > 1``), after the model has loaded: a
+plain ``python`` run is pinned to the first visible GPU (``CUDA_VISIBLE_DEVICES``) before
+CUDA initialises, and says so.
 """
 
 from __future__ import annotations
@@ -45,23 +50,40 @@ def one_process_env(environ: MutableMapping[str, str], port: int) -> dict[str, s
     return {k: v for k, v in defaults.items() if k not in environ}
 
 
-def setup_one_process(deepspeed: bool, gpus: int, environ: MutableMapping[str, str] = os.environ) -> dict:
+def first_visible_device(environ: MutableMapping[str, str]) -> str:
+    """The first GPU this process may see: the head of ``CUDA_VISIBLE_DEVICES``, else ``0``."""
+    visible = [d.strip() for d in environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return visible[0] if visible else "0"
+
+
+def setup_one_process(deepspeed: bool, gpus: int, environ: MutableMapping[str, str] = os.environ,
+                      cuda_initialized: bool = False) -> dict:
     """Prepare a run started without a launcher; return the variables that were set.
 
     With DeepSpeed the run becomes a one-process group (see the module doc). With several
-    CUDA GPUs the run says how to use them: one process uses one GPU.
+    CUDA GPUs it is pinned to the first visible one, which only works before CUDA
+    initialises (``cuda_initialized``: then it stops with the way out).
     """
     if launched(environ):
         return {}
+    added = {}
     if gpus > 1:
-        log.warning("%d CUDA GPUs are visible but this run is one process on one GPU; "
-                    "`torchrun --nproc_per_node=%d scripts/train.py ...` uses them all", gpus, gpus)
-    if not deepspeed:
-        return {}
-    added = one_process_env(environ, free_port())
+        if cuda_initialized:
+            raise RuntimeError(
+                f"{gpus} CUDA GPUs are visible to a one-process run and CUDA is already initialised, "
+                f"so it cannot be pinned to one: set CUDA_VISIBLE_DEVICES=0 (one GPU) or start it "
+                f"with `torchrun --nproc_per_node={gpus} scripts/train.py ...` (all of them)")
+        added["CUDA_VISIBLE_DEVICES"] = first_visible_device(environ)
+        log.warning("%d CUDA GPUs are visible but this run is one process: it uses GPU %s only "
+                    "(CUDA_VISIBLE_DEVICES=%s); `torchrun --nproc_per_node=%d scripts/train.py ...` "
+                    "uses them all", gpus, added["CUDA_VISIBLE_DEVICES"],
+                    added["CUDA_VISIBLE_DEVICES"], gpus)
+    if deepspeed:
+        group = one_process_env(environ, free_port())
+        log.info("no launcher: DeepSpeed runs as a one-process group (%s)",
+                 " ".join(f"{k}={v}" for k, v in group.items()))
+        added.update(group)
     environ.update(added)
-    log.info("no launcher: DeepSpeed runs as a one-process group (%s)",
-             " ".join(f"{k}={v}" for k, v in added.items()))
     return added
 
 

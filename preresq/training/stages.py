@@ -73,8 +73,8 @@ def stage_done(directory: Path) -> bool:
 
 
 def last_checkpoint(directory: Path) -> Path | None:
-    """The newest ``checkpoint-<step>`` folder in a stage folder, or None."""
-    if not directory.is_dir():
-        return None
-    ckpts = [p for p in directory.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
-    return max(ckpts, key=lambda p: int(p.name.split("-")[-1]), default=None)
+    """The checkpoint ``resume=true`` continues from: the newest *complete* ``checkpoint-<step>``
+    (``preresq.training.checkpoints``), or None."""
+    from preresq.training.checkpoints import newest_complete
+
+    return newest_complete(directory)

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from preresq.paths import CONFIG_DIR
-from preresq.training import vllm
+from preresq.training import checkpoints, vllm
+from preresq.training.deepspeed_config import deepspeed_config_path
 from preresq.training.memory_plan import run_memory
 from preresq.training.process_group import join_deepspeed, setup_one_process
 from preresq.training.schedule import (
@@ -42,6 +42,13 @@ from preresq.training.stages import (
     stage_dir,
     stage_done,
 )
+from preresq.training.stop_signal import (
+    StopOnSignal,
+    StoppedBySignal,
+    StopSignals,
+    stop_before_stage,
+    stop_message,
+)
 
 log = logging.getLogger("preresq.train")
 
@@ -55,16 +62,6 @@ def _container(node) -> dict:
 def check_vllm(cfg: DictConfig) -> None:
     """Fail at start, not at the first rollout, when vLLM is asked for but absent."""
     vllm.check_vllm(bool(cfg.trainer.args.get("use_vllm")))
-
-
-def _deepspeed_path(cfg: DictConfig) -> str | None:
-    ds = cfg.trainer.get("deepspeed")
-    if not ds:
-        return None
-    path = Path(ds) if str(ds).endswith(".json") else CONFIG_DIR / "deepspeed" / f"{ds}.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"trainer.deepspeed={ds!r}: no such DeepSpeed config {path}")
-    return str(path)
 
 
 def vllm_model_length(cfg: DictConfig, processor, modality: str, images: int = 1) -> int:
@@ -96,7 +93,7 @@ def grpo_args(cfg: DictConfig, output_dir: Path, reward_weights: list[float], st
     from trl import GRPOConfig
 
     args = _container(cfg.trainer.args)
-    ds = _deepspeed_path(cfg)
+    ds = deepspeed_config_path(cfg)
     if ds:
         args["deepspeed"] = ds
     if plan is not None:
@@ -241,9 +238,16 @@ def _process_state(cfg: DictConfig):
 
 
 def _cuda_devices(cfg: DictConfig) -> int:
+    """CUDA GPUs visible (NVML's count: CUDA is not initialised by asking)."""
     import torch
 
     return 0 if cfg.trainer.args.get("use_cpu") else torch.cuda.device_count()
+
+
+def _cuda_initialized() -> bool:
+    import torch
+
+    return torch.cuda.is_initialized()
 
 
 def _world_size(cfg: DictConfig) -> int:
@@ -273,12 +277,21 @@ def train(cfg: DictConfig) -> Path | None:
 
     Each stage trains in ``output_dir/<stage>`` from the previous stage's ``final``
     weights (the first from ``cfg.model``). With ``resume=true`` a finished stage is
-    skipped and an unfinished one continues from its last ``checkpoint-*``. With
+    skipped and an unfinished one continues from its newest complete ``checkpoint-*``. With
     ``plan_only=true`` the schedule is printed (last line: one JSON object) for
     ``world_size`` processes, nothing is loaded, and None is returned.
+
+    A signal of ``trainer.stop_signals`` (SIGTERM, SIGUSR1) saves the step reached and
+    raises ``StoppedBySignal`` (a ``SystemExit``, status 75): see ``stop_signal``.
     """
+    with StopSignals(cfg.trainer.get("stop_signals") or []) as signals:
+        return _train(cfg, signals)
+
+
+def _train(cfg: DictConfig, signals: StopSignals) -> Path | None:
+    from preresq.model_card import write_training_card
     from preresq.models import resolve_model_path
-    from preresq.training.memory import deepspeed_module_stack, release_trainer
+    from preresq.training.memory import collect, deepspeed_module_stack, release_trainer
     from preresq.training.memory_report import MemoryReport
     from preresq.training.run_info import write_run_info
     from preresq.training.wandb_runs import stage_run
@@ -296,8 +309,8 @@ def train(cfg: DictConfig) -> Path | None:
     _reference(cfg)
     _configure_logging_env(cfg)
     stages = stage_configs(cfg)
-    deepspeed = any(_deepspeed_path(scfg) for _, scfg in stages)
-    setup_one_process(deepspeed, _cuda_devices(cfg))
+    deepspeed = any(deepspeed_config_path(scfg) for _, scfg in stages)
+    setup_one_process(deepspeed, _cuda_devices(cfg), cuda_initialized=_cuda_initialized())
     state = _process_state(cfg)
     if deepspeed:
         join_deepspeed()
@@ -332,33 +345,81 @@ def train(cfg: DictConfig) -> Path | None:
                      sdir / FINAL)
             init_path = str(sdir / FINAL)
             continue
-        checkpoint = last_checkpoint(sdir)
-        if checkpoint is not None and not cfg.resume:
-            raise FileExistsError(f"{sdir} already holds {checkpoint.name}; pass resume=true to "
+        found = checkpoints.checkpoints(sdir)
+        if found and not cfg.resume:
+            raise FileExistsError(f"{sdir} already holds {found[-1].name}; pass resume=true to "
                                   f"continue from it, or choose another run_name/output_dir")
-        log.info("stage %d/%d %r starts from %s (output %s)", index, len(stages), name, init_path, sdir)
+        with state.main_process_first():  # rank 0 moves cut-short saves aside, then all look
+            if state.is_main_process:
+                checkpoints.set_aside_incomplete(sdir)
+            checkpoint = last_checkpoint(sdir)
+        stop_before_stage(signals, name, checkpoints.checkpoint_step(checkpoint) if checkpoint else 0)
+        if checkpoint is not None and checkpoints.checkpoint_step(checkpoint) >= plan.steps:
+            init_path = _finish_from_checkpoint(scfg, sdir, name, checkpoint, init_path, state)
+            continue
+        log.info("stage %d/%d %r starts from %s (output %s)%s", index, len(stages), name, init_path,
+                 sdir, f"; resuming from {checkpoint.name}" if checkpoint else "")
         report = MemoryReport(name, sdir, memory.estimates[index - 1].per_device_gib)  # before loading
         trainer = build_trainer(scfg, init_path, sdir, name, plan, initial_path)
         trainer.add_callback(report)
+        stop = StopOnSignal(signals)
+        trainer.add_callback(stop)
         if state.is_main_process:
             write_run_info(sdir, scfg, {"stage": name, "init": init_path, "plan": plan.to_json(),
                                         "reference": _reference_path(scfg, init_path, initial_path)})
         with stage_run(trainer.args.report_to, cfg.run_name, name, state.is_main_process):
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        if stop.stopped_at is not None:  # saved at that step; no final/, no STAGE_DONE
+            message = stop_message(stop.signal_name, stop.stopped_at, name)
+            log.warning(message)
+            raise StoppedBySignal(message)
 
         final = sdir / FINAL
+        if state.is_main_process and checkpoints.final_incomplete(sdir, FINAL, DONE_MARKER):
+            log.warning("%s has no %s (its save was cut short): renamed %s", final, DONE_MARKER,
+                        checkpoints.set_aside(final).name)
+        state.wait_for_everyone()
         trainer.save_model(str(final))
         step = trainer.state.global_step
         if state.is_main_process:
             trainer.processing_class.save_pretrained(str(final))
             write_run_info(final, scfg, {"stage": name, "init": init_path, "global_step": step})
-            (sdir / DONE_MARKER).write_text(f"{step}\n")
+            write_training_card(final)  # README.md: the Hub's metadata, training, prompt
+        state.wait_for_everyone()  # every rank's part of final/ is written: now it counts
+        if state.is_main_process:
+            checkpoints.write_done_marker(sdir / DONE_MARKER, step)
         state.wait_for_everyone()
         init_path = str(final)
         release_trainer(trainer)
         del trainer
+        collect()  # after the last reference is gone: nothing of this stage may reach the next
     log.info("training finished: %s", init_path)
     return Path(init_path)
+
+
+def _finish_from_checkpoint(cfg: DictConfig, sdir: Path, stage: str, checkpoint: Path,
+                            init_path: str, state) -> str:
+    """A stage whose last step is checkpointed gets its ``final/`` from that checkpoint.
+
+    Resuming there would train one step more (``checkpoints.weights_from_checkpoint``).
+    """
+    from preresq.model_card import write_training_card
+    from preresq.training.run_info import write_run_info
+
+    final, step = sdir / FINAL, checkpoints.checkpoint_step(checkpoint)
+    if state.is_main_process:
+        if checkpoints.final_incomplete(sdir, FINAL, DONE_MARKER):
+            log.warning("%s has no %s (its save was cut short): renamed %s", final, DONE_MARKER,
+                        checkpoints.set_aside(final).name)
+        checkpoints.weights_from_checkpoint(checkpoint, final)
+        write_run_info(final, cfg, {"stage": stage, "init": init_path, "global_step": step,
+                                    "from_checkpoint": checkpoint.name})
+        write_training_card(final)
+        checkpoints.write_done_marker(sdir / DONE_MARKER, step)
+    state.wait_for_everyone()
+    log.info("stage %r: its last step (%d) was checkpointed; final weights from %s", stage, step,
+             checkpoint)
+    return str(final)
 
 
 def _reference_path(cfg: DictConfig, init_path: str, initial_path: str) -> str | None:
