@@ -17,8 +17,9 @@ def test_every_experiment_composes(name):
     cfg = compose("train", [f"+experiment={name}"])
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert resolved["run_name"] == name
-    # The demo writes where its README section says: outputs/demo/summary.json.
-    assert resolved["output_dir"].endswith("outputs/demo" if name == "demo" else f"train/{name}")
+    # The demos write where the README says: outputs/demo/ and outputs/demo_video/summary.json.
+    demos = ("demo", "demo_video")
+    assert resolved["output_dir"].endswith(f"outputs/{name}" if name in demos else f"train/{name}")
     assert resolved["trainer"]["args"]["num_generations"] >= 2
 
 
