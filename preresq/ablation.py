@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from preresq.evaluation.report import no_nan
+
 # Reward variants: Hydra overrides of the demo experiment. One-digit answers need
 # balance_dims=1 for the preresq preset (the balance term reads the first D sub-scores).
 VARIANTS: dict[str, list[str]] = {
@@ -184,16 +186,8 @@ def write_report(out: Path, results: Mapping[str, Sequence[dict]], command: str)
                   f"{markdown_table(results)}\nColumns: see preresq/ablation.py. Collapsed: over the "
                   f"last {TAIL:.0%} of logged steps one answer takes >= {COLLAPSE_SHARE:.0%} of the "
                   f"valid sampled answers.\n")
-
-    def clean(value):
-        if isinstance(value, float) and math.isnan(value):
-            return None
-        if isinstance(value, list):
-            return [clean(v) for v in value]
-        return value
-
     (out / "ablation.json").write_text(json.dumps(
-        {name: [{k: clean(v) for k, v in r.items()} for r in runs] for name, runs in results.items()},
+        {name: [no_nan(r) for r in runs] for name, runs in results.items()},
         indent=1))
     plot_val_srcc(results, out / "val_srcc.png")
     return md

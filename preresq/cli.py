@@ -53,7 +53,7 @@ def compare_main(argv=None) -> int:
     import json
 
     from preresq.evaluation.compare import compare_runs, markdown
-    from preresq.evaluation.report import _no_nan
+    from preresq.evaluation.report import no_nan
 
     parser = argparse.ArgumentParser(
         prog="preresq-compare",
@@ -73,7 +73,7 @@ def compare_main(argv=None) -> int:
     print(markdown(result), end="")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(_no_nan(result), f, indent=2, allow_nan=False)
+            json.dump(no_nan(result), f, indent=2, allow_nan=False)
             f.write("\n")
     return 0
 

@@ -46,6 +46,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from preresq.data.benchmarks import card_from_config, load_card, read_benchmark
 from preresq.data.rows import item_images
+from preresq.evaluation.report import no_nan
 from preresq.prompts import build_messages, pick_template
 
 log = logging.getLogger("preresq.demo")
@@ -116,7 +117,7 @@ def by_kind(records, predictions, readout: str) -> dict:
     for kind in kinds:
         keep = [i for i, r in enumerate(records) if r.extra.get("kind") in (kind, "clean")]
         scores = held_out_scores([predictions[i] for i in keep], [records[i].score for i in keep], readout)
-        out[kind] = {k: _no_nan(v) for k, v in scores.items()}
+        out[kind] = {k: no_nan(v) for k, v in scores.items()}
     return out
 
 
@@ -236,15 +237,6 @@ def plot_curves(stage_dir: Path, out_png: Path) -> None:
     plt.close(fig)
 
 
-def _no_nan(value):
-    """NaN (too few valid answers) as None, so that summary.json holds JSON null."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, list | tuple):
-        return [_no_nan(v) for v in value]
-    return value
-
-
 def _fmt(x: float) -> str:
     return "  nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:5.3f}"
 
@@ -294,7 +286,7 @@ def run_demo(cfg: DictConfig) -> dict:
     results = evaluate_demo(cfg, chosen)["benchmarks"][test_card.name]
 
     def row(result: dict) -> dict:
-        return {k: _no_nan(v) for k, v in result.items()}
+        return {k: no_nan(v) for k, v in result.items()}
 
     summary = {
         "init": row(init),
@@ -304,7 +296,7 @@ def run_demo(cfg: DictConfig) -> dict:
         "test_items": len(test_records),
         "evaluation": {  # evaluate() on the kept weights: greedy answers, bootstrap 95% CIs
             "dir": str(out / "eval"),
-            **{k: _no_nan(results.get(k)) for k in ("n", "n_valid", "srcc", "plcc", "srcc_ci", "plcc_ci")},
+            **{k: no_nan(results.get(k)) for k in ("n", "n_valid", "srcc", "plcc", "srcc_ci", "plcc_ci")},
         },
         "reward": {"preset": str(cfg.reward.preset),
                    "params": OmegaConf.to_container(cfg.reward.params, resolve=True) or {}},

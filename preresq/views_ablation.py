@@ -19,13 +19,13 @@ SRCC, entropy, collapse) come from ``preresq.ablation.read_run``.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from preresq.ablation import _f, read_run
+from preresq.evaluation.report import no_nan
 
 VIEWS: dict[str, list[str]] = {
     "mosaic+local": [],
@@ -99,19 +99,9 @@ def write_report(out: Path, results: Mapping[str, Sequence[dict]], command: str)
                   f"{markdown_table(results)}\nTest SRCC: the kept weights' expected-digit readout on "
                   f"the held-out clips; per kind: that kind's clips with the clean ones. "
                   f"See preresq/views_ablation.py.\n")
-
-    def clean(value):
-        if isinstance(value, float) and math.isnan(value):
-            return None
-        if isinstance(value, list):
-            return [clean(v) for v in value]
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        return value
-
     (out / "views_ablation.json").write_text(json.dumps(
         {"command": command, "views": {k: VIEWS.get(k) for k in results},
-         "runs": {name: [clean(r) for r in runs] for name, runs in results.items()}}, indent=1))
+         "runs": {name: [no_nan(r) for r in runs] for name, runs in results.items()}}, indent=1))
     return md
 
 

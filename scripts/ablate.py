@@ -5,27 +5,21 @@
     python scripts/ablate.py --out /tmp/abl demo.warmup_steps=20   # extra Hydra overrides
 
 Runs go one at a time, seeds in the outer loop (every reward with the first seed comes
-first), each as ``scripts/demo.py +experiment=demo`` in a subprocess writing
-``<out>/<reward>/seed<seed>/`` (its log in ``demo.log`` there). A run whose folder holds a
-``summary.json`` is finished and skipped, so an interrupted ablation resumes where it
-stopped; a folder made with other settings (``ablate_run.json`` differs) stops the
-ablation with a message rather than mixing two setups. ``<out>/ablation.md``,
+first), each as ``scripts/demo.py +experiment=demo`` writing ``<out>/<reward>/seed<seed>/``;
+finished runs are skipped, so an interrupted ablation resumes (``preresq.demo_runs``). ``<out>/ablation.md``,
 ``ablation.json`` and ``val_srcc.png`` are rewritten after every run.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from preresq.ablation import VARIANTS, read_run, run_dir, write_report
 from preresq.config import check_overrides
+from preresq.demo_runs import run_grid
 from preresq.paths import REPO_ROOT
 
 DEMO_STEPS = 600  # configs/experiment/demo.yaml's max_steps
@@ -47,48 +41,16 @@ def run_overrides(variant: str, seed: int, steps: int, extra: list[str], folder:
             *extra, f"output_dir={folder}"]
 
 
-def prepare_folder(folder: Path, overrides: list[str]) -> bool:
-    """True when the run is still to do; stops if the folder holds a run of other settings."""
-    record = folder / "ablate_run.json"
-    if record.is_file():
-        old = json.loads(record.read_text())["overrides"]
-        if old != overrides:
-            raise SystemExit(f"{folder} holds a run made with {old}, not {overrides}: "
-                             "use another --out, or remove that folder to redo it")
-        if (folder / "summary.json").is_file():
-            return False
-    folder.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps({"overrides": overrides}, indent=1) + "\n")
-    return True
-
-
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     check_overrides(ns.overrides)
     out = ns.out.resolve()
     command = "python scripts/ablate.py " + shlex.join(
         ["--rewards", *ns.rewards, "--seeds", *map(str, ns.seeds), "--steps", str(ns.steps), *ns.overrides])
-    env = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
-           "WANDB_MODE": "offline", **os.environ}
-    failed = []
-    for seed in ns.seeds:
-        for variant in ns.rewards:
-            folder = run_dir(out, variant, seed)
-            overrides = run_overrides(variant, seed, ns.steps, ns.overrides, folder)
-            if not prepare_folder(folder, overrides):
-                print(f"[ablate] {variant} seed {seed}: finished earlier, skipped", flush=True)
-                continue
-            print(f"[ablate] {variant} seed {seed}: running ({folder / 'demo.log'})", flush=True)
-            start = time.time()
-            with (folder / "demo.log").open("w") as log:
-                rc = subprocess.call([sys.executable, str(REPO_ROOT / "scripts" / "demo.py"), *overrides],
-                                     stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
-            if rc != 0 or not (folder / "summary.json").is_file():
-                failed.append(f"{variant} seed {seed} (exit {rc}, see {folder / 'demo.log'})")
-                print(f"[ablate] {variant} seed {seed}: FAILED, exit {rc}", flush=True)
-                continue
-            print(f"[ablate] {variant} seed {seed}: done in {time.time() - start:.0f} s", flush=True)
-            write_report(out, collect(out, ns.rewards, ns.seeds), command)
+    failed = run_grid(
+        "ablate", ns.rewards, ns.seeds, lambda v, s: run_dir(out, v, s),
+        lambda v, s, folder: run_overrides(v, s, ns.steps, ns.overrides, folder),
+        lambda: write_report(out, collect(out, ns.rewards, ns.seeds), command))
     md = write_report(out, collect(out, ns.rewards, ns.seeds), command)
     print(md.read_text())
     print(f"table: {md}\nplot:  {out / 'val_srcc.png'}")

@@ -17,16 +17,12 @@ after every run.
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from ablate import prepare_folder  # scripts/ablate.py: the same resume rule
-
 from preresq.config import check_overrides
+from preresq.demo_runs import run_grid
 from preresq.paths import REPO_ROOT
 from preresq.views_ablation import VIEWS, read_view_run, run_dir, write_report
 
@@ -63,27 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     out = ns.out.resolve()
     command = "python scripts/ablate_views.py " + shlex.join(
         ["--views", *ns.views, "--seeds", *map(str, ns.seeds), "--steps", str(ns.steps), *ns.overrides])
-    env = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
-           "WANDB_MODE": "offline", **os.environ}
-    failed = []
-    for seed in [] if ns.report else ns.seeds:
-        for view in ns.views:
-            folder = run_dir(out, view, seed)
-            overrides = run_overrides(view, seed, ns.steps, ns.overrides, folder)
-            if not prepare_folder(folder, overrides):
-                print(f"[ablate_views] {view} seed {seed}: finished earlier, skipped", flush=True)
-                continue
-            print(f"[ablate_views] {view} seed {seed}: running ({folder / 'demo.log'})", flush=True)
-            start = time.time()
-            with (folder / "demo.log").open("w") as log:
-                rc = subprocess.call([sys.executable, str(REPO_ROOT / "scripts" / "demo.py"), *overrides],
-                                     stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
-            if rc != 0 or not (folder / "summary.json").is_file():
-                failed.append(f"{view} seed {seed} (exit {rc}, see {folder / 'demo.log'})")
-                print(f"[ablate_views] {view} seed {seed}: FAILED, exit {rc}", flush=True)
-                continue
-            print(f"[ablate_views] {view} seed {seed}: done in {time.time() - start:.0f} s", flush=True)
-            write_report(out, collect(out, ns.views, ns.seeds), command)
+    failed = run_grid(
+        "ablate_views", [] if ns.report else ns.views, ns.seeds, lambda v, s: run_dir(out, v, s),
+        lambda v, s, folder: run_overrides(v, s, ns.steps, ns.overrides, folder),
+        lambda: write_report(out, collect(out, ns.views, ns.seeds), command))
     md = write_report(out, collect(out, ns.views, ns.seeds), command)
     print(md.read_text())
     print(f"table: {md}")

@@ -66,14 +66,14 @@ def mean_row(benchmarks: Mapping[str, Mapping]) -> dict:
     return row
 
 
-def _no_nan(value):
+def no_nan(value):
     """JSON has no NaN: write it as null (recursively)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, Mapping):
-        return {k: _no_nan(v) for k, v in value.items()}
+        return {k: no_nan(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_no_nan(v) for v in value]
+        return [no_nan(v) for v in value]
     return value
 
 
@@ -81,7 +81,7 @@ def write_json(path: str | os.PathLike, results: Mapping) -> None:
     """Write ``results.json`` atomically (NaN as null)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_no_nan(results), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(no_nan(results), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
