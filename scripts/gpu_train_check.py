@@ -51,6 +51,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
+from preresq.atomic_write import write_text_atomically  # noqa: E402
+
 GIB = 2**30
 QWEN2_5_VL_3B = dict(
     text_hidden_size=2048, text_layers=36, text_heads=16, text_kv_heads=2,
@@ -204,9 +206,7 @@ def write_json(path: Path | None, data: dict) -> None:
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(data, indent=2))
 
 
 def line(name: str, stage: str, r: dict) -> str:

@@ -23,6 +23,8 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from preresq.atomic_write import write_text_atomically
+
 # Peak memory bandwidth in GB/s by device name (the vendors' data sheets). Matched in
 # order, so the specific names come before the general ones.
 BANDWIDTH_GBS = (
@@ -167,9 +169,7 @@ def write_json(path: str | os.PathLike, data) -> None:
     """Write ``data`` whole or not at all (a temporary file renamed over the old one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(data, indent=2) + "\n")
 
 
 class Record:

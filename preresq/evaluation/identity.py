@@ -26,6 +26,8 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
+from preresq.atomic_write import write_text_atomically
+
 IDENTITY_FILE = "identity.json"
 # Files of a checkpoint folder that do not change its answers (trainer state, logs).
 _IGNORED = ("optimizer.pt", "scheduler.pt", "scaler.pt", "trainer_state.json",
@@ -211,6 +213,4 @@ def check_identity(folder: str | os.PathLike, identity: dict, overwrite: bool = 
                 f"version that did not record what produced them, so they cannot be reused. {remedy}")
         merged = identity
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(merged, indent=2, sort_keys=True) + "\n")

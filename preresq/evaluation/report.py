@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from preresq.atomic_write import write_text_atomically
 from preresq.evaluation.metrics import logistic_4, summarize
 
 METRICS = ("srcc", "plcc", "plcc_logistic", "krcc", "rmse")
@@ -79,10 +80,7 @@ def no_nan(value):
 
 def write_json(path: str | os.PathLike, results: Mapping) -> None:
     """Write ``results.json`` atomically (NaN as null)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(no_nan(results), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(no_nan(results), indent=2, allow_nan=False) + "\n")
 
 
 def _num(value) -> str:

@@ -22,6 +22,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from preresq.atomic_write import write_text_atomically
 from preresq.evaluation.identity import differences
 
 COLUMNS = ("name", "score", "valid", "error")
@@ -74,9 +75,7 @@ def open_for_resume(path: str | os.PathLike, identity: dict) -> set[str]:
 
 
 def _write_identity(path: Path, identity: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(identity, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(identity, indent=2, sort_keys=True) + "\n")
 
 
 def _drop_cut_line(path: Path) -> None:

@@ -25,10 +25,11 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import os
 import re
 import shutil
 from pathlib import Path
+
+from preresq.atomic_write import write_text_atomically
 
 log = logging.getLogger("preresq.train")
 
@@ -69,16 +70,6 @@ def folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """``text`` in ``path`` or nothing: a temporary file renamed over it, flushed to disk first."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def mark_complete(folder: Path, step: int, world_size: int, seconds: float | None = None) -> dict:
     """Rank 0, after every rank has written its files: ``folder`` becomes a complete checkpoint.
 
@@ -89,7 +80,7 @@ def mark_complete(folder: Path, step: int, world_size: int, seconds: float | Non
     info = {"step": int(step), "world_size": int(world_size), "bytes": folder_bytes(folder)}
     if seconds is not None:
         info["seconds"] = round(float(seconds), 3)
-    _write_atomically(folder / COMPLETE_MARKER, json.dumps(info) + "\n")
+    write_text_atomically(folder / COMPLETE_MARKER, json.dumps(info) + "\n", fsync=True)
     return info
 
 
@@ -172,7 +163,7 @@ def weights_from_checkpoint(checkpoint: Path, final: Path) -> list[str]:
 
 
 def write_done_marker(path: Path, step: int) -> None:
-    _write_atomically(Path(path), f"{int(step)}\n")
+    write_text_atomically(Path(path), f"{int(step)}\n", fsync=True)
 
 
 # ---- a save that fails for lack of disk space ------------------------------------------
