@@ -6,7 +6,7 @@ import json
 import pytest
 
 from preresq.training import checkpoints as ck
-from preresq.training.stages import DONE_MARKER, FINAL, last_checkpoint, stage_done
+from preresq.training.stages import DONE_MARKER, FINAL, stage_done
 
 
 def _checkpoint(stage, step, complete=True, size=100):
@@ -24,10 +24,10 @@ def test_resume_picks_the_newest_complete_checkpoint(tmp_path):
     _checkpoint(tmp_path, 11, complete=False)  # a save cut short
     (tmp_path / "checkpoint-x").mkdir()
     assert [p.name for p in ck.checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-10", "checkpoint-11"]
-    assert last_checkpoint(tmp_path) == ck.newest_complete(tmp_path) == tmp_path / "checkpoint-10"
+    assert ck.newest_complete(tmp_path) == tmp_path / "checkpoint-10"
     info = json.loads((tmp_path / "checkpoint-10" / ck.COMPLETE_MARKER).read_text())
     assert info == {"step": 10, "world_size": 2, "bytes": 100}
-    assert last_checkpoint(tmp_path / "nothing") is None
+    assert ck.newest_complete(tmp_path / "nothing") is None
 
 
 def test_incomplete_checkpoints_are_renamed_never_deleted(tmp_path, caplog):

@@ -70,11 +70,3 @@ def stage_dir(cfg: DictConfig, name: str) -> Path:
 
 def stage_done(directory: Path) -> bool:
     return (directory / DONE_MARKER).is_file() and (directory / FINAL).is_dir()
-
-
-def last_checkpoint(directory: Path) -> Path | None:
-    """The checkpoint ``resume=true`` continues from: the newest *complete* ``checkpoint-<step>``
-    (``preresq.training.checkpoints``), or None."""
-    from preresq.training.checkpoints import newest_complete
-
-    return newest_complete(directory)

@@ -37,7 +37,6 @@ from preresq.training.schedule import (
 from preresq.training.stages import (
     DONE_MARKER,
     FINAL,
-    last_checkpoint,
     stage_configs,
     stage_dir,
     stage_done,
@@ -352,9 +351,10 @@ def _train(cfg: DictConfig, signals: StopSignals) -> Path | None:
         with state.main_process_first():  # rank 0 moves cut-short saves aside, then all look
             if state.is_main_process:
                 checkpoints.set_aside_incomplete(sdir)
-            checkpoint = last_checkpoint(sdir)
-        stop_before_stage(signals, name, checkpoints.checkpoint_step(checkpoint) if checkpoint else 0)
-        if checkpoint is not None and checkpoints.checkpoint_step(checkpoint) >= plan.steps:
+            checkpoint = checkpoints.newest_complete(sdir)
+        resumed_at = checkpoints.checkpoint_step(checkpoint) if checkpoint else 0
+        stop_before_stage(signals, name, resumed_at)
+        if resumed_at >= plan.steps:
             init_path = _finish_from_checkpoint(scfg, sdir, name, checkpoint, init_path, state)
             continue
         log.info("stage %d/%d %r starts from %s (output %s)%s", index, len(stages), name, init_path,
