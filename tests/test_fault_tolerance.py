@@ -199,11 +199,12 @@ def test_fault_check_kills_in_a_save_and_at_random_and_the_run_finishes(tmp_path
 
 
 AGREE = """
-import signal, torch.distributed as dist
+import os, signal, torch.distributed as dist
 from preresq.training.stop_signal import agree
 dist.init_process_group("gloo")
 rank = dist.get_rank()
-print(f"rank {rank} agrees on", agree(signal.SIGUSR1 if rank == 1 else None), agree(None), flush=True)
+line = f"rank {rank} agrees on {agree(signal.SIGUSR1 if rank == 1 else None)} {agree(None)}\\n"
+os.write(1, line.encode())  # one write: the two ranks share torchrun's stdout (print interleaved)
 """
 
 
