@@ -205,6 +205,8 @@ dist.init_process_group("gloo")
 rank = dist.get_rank()
 line = f"rank {rank} agrees on {agree(signal.SIGUSR1 if rank == 1 else None)} {agree(None)}\\n"
 os.write(1, line.encode())  # one write: the two ranks share torchrun's stdout (print interleaved)
+dist.barrier()
+dist.destroy_process_group()  # a live gloo group at exit can abort the process (SIGABRT)
 """
 
 
